@@ -1,0 +1,26 @@
+"""The ``nluserve`` command-line entry point."""
+
+from __future__ import annotations
+
+import typer
+
+from nluserve.cli import train_cmd
+
+app = typer.Typer(
+    name="nluserve",
+    help="Serve Chinese NER and sentiment models over HTTP, for many tenants.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command(name="train")(train_cmd.train)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+@app.callback()
+def _root() -> None:
+    """Serve Chinese NER and sentiment models over HTTP, for many tenants."""

@@ -1,0 +1,1 @@
+"""Readers for the corpus formats nluserve trains and evaluates on."""

@@ -1,0 +1,26 @@
+"""Errors raised by the runtime and services; the HTTP and CLI layers map them to responses."""
+
+
+class NluserveError(Exception):
+    """Base class for errors with a message meant for the user."""
+
+
+class ModelNotFoundError(NluserveError):
+    """No bundled model of that name and no model directory at that path."""
+
+
+class ModelIntegrityError(NluserveError):
+    """A model directory is incomplete, corrupted, or its manifest is invalid."""
+
+
+class UnknownLabelError(NluserveError):
+    """A requested entity type is not one of the model's labels or aliases."""
+
+    def __init__(self, unknown: list[str], valid: list[str]) -> None:
+        self.unknown = unknown
+        self.valid = valid
+        super().__init__(f"unknown label(s) {unknown}; valid: {valid}")
+
+
+class DataFormatError(NluserveError):
+    """An evaluation or training file is in none of the supported formats."""

@@ -1,0 +1,1 @@
+"""The model directory format: manifest, checksums, and where models are found."""

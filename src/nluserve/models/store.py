@@ -1,0 +1,97 @@
+"""Finding model directories and verifying them against their manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from nluserve.errors import ModelIntegrityError, ModelNotFoundError
+from nluserve.models.manifest import Manifest
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def search_dirs() -> list[Path]:
+    """Directories holding model directories: ``NLUSERVE_MODELS_DIR`` entries, then bundled."""
+    extra = os.environ.get("NLUSERVE_MODELS_DIR", "")
+    return [Path(p) for p in extra.split(os.pathsep) if p] + [BUNDLED_DIR]
+
+
+def available() -> dict[str, Path]:
+    """Installed model names mapped to their directories (first search dir wins)."""
+    found: dict[str, Path] = {}
+    for base in search_dirs():
+        if base.is_dir():
+            for child in sorted(base.iterdir()):
+                if (child / MANIFEST).is_file():
+                    found.setdefault(child.name, child)
+    return found
+
+
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    """A bundled/installed model name or a path to a model directory -> its directory."""
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    if path.is_dir():
+        return path
+    models = available()
+    if text in models:
+        return models[text]
+    if os.sep in text or path.exists():
+        raise ModelNotFoundError(f"{text}: not a model directory")
+    names = ", ".join(models) or "none"
+    raise ModelNotFoundError(f"unknown model {text!r}; installed models: {names}")
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    """Parse ``manifest.json`` with a clear error when it is missing or invalid."""
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise ModelIntegrityError(f"{model_dir}: missing {MANIFEST}")
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ModelIntegrityError(f"{path}: invalid manifest: {exc}") from exc
+
+
+def verify(model_dir: Path, manifest: Manifest) -> None:
+    """Check every file listed in the manifest exists and matches its SHA-256."""
+    if manifest.graph not in manifest.files:
+        raise ModelIntegrityError(f"{model_dir}: manifest lists no checksum for {manifest.graph}")
+    for name, expected in manifest.files.items():
+        path = model_dir / name
+        if not path.is_file():
+            raise ModelIntegrityError(f"{model_dir}: missing file {name}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"{model_dir}: checksum mismatch for {name} "
+                f"(manifest {expected[:12]}…, file {actual[:12]}…); the file is corrupted or was edited"
+            )
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
+    """Fill in checksums of every other file in the directory and write the manifest."""
+    files = {
+        p.name: sha256_file(p)
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    done = manifest.model_copy(update={"files": files})
+    (model_dir / MANIFEST).write_text(
+        done.model_dump_json(indent=2, exclude_none=True), encoding="utf-8"
+    )
+    return done

@@ -1,0 +1,1 @@
+"""Inference runtime: text encoding, ONNX sessions, decoding (no PyTorch here)."""

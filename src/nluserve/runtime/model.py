@@ -1,0 +1,187 @@
+"""A loaded model: text in, entities or class scores out, for any number and length of texts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from nluserve.errors import UnknownLabelError
+from nluserve.models import store
+from nluserve.models.manifest import Label, Manifest
+from nluserve.runtime import windows
+from nluserve.runtime.decode import decode_spans, softmax
+from nluserve.runtime.results import ClassResult, Entity, NerResult, Result
+
+
+class Backend(Protocol):
+    """Whatever runs the graph: ONNX Runtime in production, PyTorch during training."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Outputs of one padded batch."""
+        ...
+
+
+class Encoder(Protocol):
+    """Turns texts (each at most max_length code points) into graph inputs."""
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Padded input arrays for one batch."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One window of one input text."""
+
+    text_index: int
+    window: windows.Window
+
+
+class Model:
+    """Runs a model directory's graph; thread-safe, holds no per-call state."""
+
+    def __init__(self, manifest: Manifest, backend: Backend, encoder: Encoder,
+                 path: Path | None = None, batch_tokens: int = 4096, max_batch: int = 32) -> None:
+        self.manifest = manifest
+        self.backend = backend
+        self.encoder = encoder
+        self.path = path
+        self.batch_tokens = batch_tokens
+        self.max_batch = max_batch
+        self._by_name: dict[str, str] = {}
+        for label in manifest.labels:
+            for name in label.names():
+                self._by_name.setdefault(name.lower(), label.code)
+
+    @property
+    def name(self) -> str:
+        """The model's name from its manifest."""
+        return self.manifest.name
+
+    @property
+    def task(self) -> str:
+        """``ner`` or ``classification``."""
+        return self.manifest.task
+
+    @property
+    def labels(self) -> list[Label]:
+        """The model's labels with display names."""
+        return self.manifest.labels
+
+    def resolve_labels(self, names: Sequence[str]) -> set[str]:
+        """Map codes, display names or aliases to label codes; unknown names raise."""
+        codes, unknown = set(), []
+        for name in names:
+            code = self._by_name.get(name.strip().lower())
+            if code is None:
+                unknown.append(name)
+            else:
+                codes.add(code)
+        if unknown:
+            valid = [n for lab in self.labels for n in (lab.code, lab.zh)]
+            raise UnknownLabelError(unknown, valid)
+        return codes
+
+    def predict(self, texts: Sequence[str], labels: Sequence[str] | None = None) -> list[Result]:
+        """One result per text, in order. ``labels`` keeps only those entity types."""
+        keep = self.resolve_labels(labels) if labels else None
+        pieces = [
+            _Piece(i, w)
+            for i, text in enumerate(texts)
+            for w in windows.split(text, self.manifest.max_length)
+        ]
+        outputs = self._run_pieces(texts, pieces)
+        if self.task == "ner":
+            return self._merge_entities(texts, pieces, outputs, keep)
+        return self._merge_classes(texts, pieces, outputs)
+
+    def _run_pieces(self, texts: Sequence[str], pieces: list[_Piece]) -> list[np.ndarray]:
+        """Run windows in length-sorted batches bounded by count and tokens (less padding)."""
+        order = sorted(range(len(pieces)), key=lambda k: pieces[k].window.end - pieces[k].window.start)
+        results: list[np.ndarray] = [np.empty(0)] * len(pieces)
+        batch: list[int] = []
+        for k in order:
+            width = max(1, pieces[k].window.end - pieces[k].window.start)
+            if batch and (len(batch) + 1 > self.max_batch or (len(batch) + 1) * width > self.batch_tokens):
+                self._run_batch(texts, pieces, batch, results)
+                batch = []
+            batch.append(k)
+        if batch:
+            self._run_batch(texts, pieces, batch, results)
+        return results
+
+    def _run_batch(self, texts: Sequence[str], pieces: list[_Piece], batch: list[int],
+                   results: list[np.ndarray]) -> None:
+        chunk = [texts[pieces[k].text_index][pieces[k].window.start : pieces[k].window.end] for k in batch]
+        out = self.backend.run(self.encoder(chunk))
+        for row, k in enumerate(batch):
+            results[k] = out[row]
+
+    def _merge_entities(self, texts: Sequence[str], pieces: list[_Piece], outputs: list[np.ndarray],
+                        keep: set[str] | None) -> list[Result]:
+        best: list[dict[tuple[int, int, int], float]] = [{} for _ in texts]
+        for piece, logits in zip(pieces, outputs, strict=True):
+            w = piece.window
+            total = len(texts[piece.text_index])
+            for span in decode_spans(logits, w.end - w.start, self.manifest.nested):
+                if windows.touches_interior_edge(span.start, span.end, w, total):
+                    continue
+                key = (w.start + span.start, w.start + span.end, span.label)
+                found = best[piece.text_index]
+                found[key] = max(found.get(key, 0.0), span.score)
+        results: list[Result] = []
+        for text, found in zip(texts, best, strict=True):
+            spans = [(s, e, c, score) for (s, e, c), score in found.items()]
+            if not self.manifest.nested:
+                spans = _flat(spans)
+            ents = [
+                Entity(text[s:e], self.labels[c].code, s, e, round(score, 4))
+                for s, e, c, score in sorted(spans)
+                if keep is None or self.labels[c].code in keep
+            ]
+            results.append(NerResult(ents))
+        return results
+
+    def _merge_classes(self, texts: Sequence[str], pieces: list[_Piece],
+                       outputs: list[np.ndarray]) -> list[Result]:
+        n_labels = len(self.labels)
+        sums = np.zeros((len(texts), n_labels))
+        weights = np.zeros(len(texts))
+        for piece, logits in zip(pieces, outputs, strict=True):
+            weight = max(1, piece.window.end - piece.window.start)
+            sums[piece.text_index] += weight * softmax(logits.astype(np.float64))
+            weights[piece.text_index] += weight
+        results: list[Result] = []
+        for row in range(len(texts)):
+            probs = sums[row] / weights[row]
+            top = int(np.argmax(probs))
+            scores = {lab.code: round(float(p), 4) for lab, p in zip(self.labels, probs, strict=True)}
+            results.append(ClassResult(self.labels[top].code, round(float(probs[top]), 4), scores))
+        return results
+
+
+def _flat(spans: list[tuple[int, int, int, float]]) -> list[tuple[int, int, int, float]]:
+    """Overlaps can reappear when windows are merged; keep the best-scoring ones."""
+    from nluserve.runtime.decode import Span, select_flat
+
+    chosen = select_flat([Span(s, e, c, score) for s, e, c, score in spans])
+    return [(sp.start, sp.end, sp.label, sp.score) for sp in chosen]
+
+
+def load_model(name_or_path: str | os.PathLike[str], threads: int | None = None,
+               verify: bool = True) -> Model:
+    """Load a bundled model by name (``general``, ``medical``, ``sentiment``) or a model directory."""
+    from nluserve.runtime.encoders import encoder_for
+    from nluserve.runtime.session import OnnxBackend
+
+    path = store.resolve(name_or_path)
+    manifest = store.read_manifest(path)
+    if verify:
+        store.verify(path, manifest)
+    backend = OnnxBackend(path / manifest.graph, threads=threads)
+    return Model(manifest, backend, encoder_for(manifest, path), path=path)

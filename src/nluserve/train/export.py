@@ -1,0 +1,53 @@
+"""Exporting a trained network to a verified model directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from nluserve.models.manifest import Manifest
+from nluserve.models.store import write_manifest
+from nluserve.runtime.lexicon import N_FEATURES, Lexicon
+from nluserve.runtime.tokenizer import Vocab
+from nluserve.train.net import Net
+
+INPUTS = ["chars", "bigrams", "lexicon", "lengths"]
+
+
+def export_onnx(net: Net, path: Path) -> None:
+    """Trace the network with dynamic batch and length axes."""
+    net.eval()
+    b, length = 2, 7
+    example = (
+        torch.ones((b, length), dtype=torch.int64),
+        torch.ones((b, length), dtype=torch.int64),
+        torch.zeros((b, length, N_FEATURES), dtype=torch.float32),
+        torch.tensor([length, length - 2], dtype=torch.int64),
+    )
+    axes = {"chars": {0: "batch", 1: "length"}, "bigrams": {0: "batch", 1: "length"},
+            "lexicon": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
+            "output": {0: "batch"} if net.cfg.task != "ner" else {0: "batch", 2: "length", 3: "length"}}
+    torch.onnx.export(net, example, str(path), input_names=INPUTS, output_names=["output"],
+                      dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def export_model_dir(net: Net, manifest: Manifest, vocab: Vocab, lexicon: Lexicon, out: Path,
+                     extra: dict[str, str] | None = None) -> Manifest:
+    """Write graph, vocabulary, lexicon, extras and a checksummed manifest into ``out``."""
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    export_onnx(net, tmp / manifest.graph)
+    vocab.save(tmp / "vocab.json")
+    if lexicon.words:
+        lexicon.save(tmp / "lexicon.txt")
+    for name, content in (extra or {}).items():
+        (tmp / name).write_text(content, encoding="utf-8")
+    done = write_manifest(tmp, manifest)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return done

@@ -1,0 +1,151 @@
+"""The networks: a char + bigram + lexicon BiLSTM encoder with a span (GlobalPointer) or class head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from nluserve.runtime.lexicon import N_FEATURES
+
+NEG = -1e4  # masked logit; finite so ONNX graphs and fp32 stay NaN-free
+
+
+@dataclass
+class NetConfig:
+    n_chars: int
+    n_bigrams: int
+    n_labels: int
+    task: str  # "ner" | "classification"
+    char_dim: int = 128
+    bigram_dim: int = 64
+    lex_dim: int = 32
+    hidden: int = 192
+    head_dim: int = 64
+    dropout: float = 0.3
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Encoder(nn.Module):
+    """BiLSTM whose backward pass reverses each text within its own length.
+
+    Reversing per length (instead of nn.LSTM(bidirectional=True) over padded input) makes a
+    text's outputs independent of how much padding its batch has: batch == one by one.
+    """
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.char_emb = nn.Embedding(cfg.n_chars, cfg.char_dim, padding_idx=0)
+        self.bigram_emb = nn.Embedding(cfg.n_bigrams, cfg.bigram_dim, padding_idx=0)
+        self.lex = nn.Linear(N_FEATURES, cfg.lex_dim)
+        width = cfg.char_dim + 2 * cfg.bigram_dim + cfg.lex_dim
+        self.drop = nn.Dropout(cfg.dropout)
+        self.fwd = nn.LSTM(width, cfg.hidden, batch_first=True)
+        self.bwd = nn.LSTM(width, cfg.hidden, batch_first=True)
+        self.out_dim = 2 * cfg.hidden
+
+    def forward(
+        self, chars: torch.Tensor, bigrams: torch.Tensor, lexicon: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        width = chars.shape[1]
+        pos = torch.arange(width, device=chars.device).unsqueeze(0)
+        mask = pos < lengths.unsqueeze(1)
+        prev_idx = (pos - 1).clamp(min=0).expand_as(bigrams)
+        prev = torch.gather(bigrams, 1, prev_idx) * (pos > 0).to(bigrams.dtype)
+        x = torch.cat(
+            [self.char_emb(chars), self.bigram_emb(bigrams), self.bigram_emb(prev),
+             torch.relu(self.lex(lexicon))],
+            dim=-1,
+        )
+        x = self.drop(x) * mask.unsqueeze(-1).to(x.dtype)
+        h_f, _ = self.fwd(x)
+        rev = torch.where(mask, lengths.unsqueeze(1) - 1 - pos, pos)
+        idx = rev.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        h_b, _ = self.bwd(torch.gather(x, 1, idx))
+        h_b = torch.gather(h_b, 1, rev.unsqueeze(-1).expand(-1, -1, h_b.shape[-1]))
+        h = torch.cat([h_f, h_b], dim=-1) * mask.unsqueeze(-1).to(x.dtype)
+        return self.drop(h), mask
+
+
+def rope(x: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (half-split form, which exports to ONNX with dynamic length)."""
+    width, half = x.shape[1], x.shape[2] // 2
+    pos = torch.arange(width, dtype=x.dtype, device=x.device).unsqueeze(1)
+    freq = torch.exp(torch.arange(half, dtype=x.dtype, device=x.device) * (-2.0 * math.log(10000.0) / x.shape[2]))
+    angle = pos * freq  # (L, D/2)
+    sin, cos = torch.sin(angle), torch.cos(angle)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class SpanHead(nn.Module):
+    """Efficient GlobalPointer: a shared start/end bilinear score plus per-label biases."""
+
+    def __init__(self, in_dim: int, n_labels: int, head_dim: int) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.qk = nn.Linear(in_dim, 2 * head_dim)
+        self.bias = nn.Linear(2 * head_dim, 2 * n_labels)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        qk = self.qk(h)
+        q, k = rope(qk[..., : self.head_dim]), rope(qk[..., self.head_dim :])
+        base = torch.matmul(q, k.transpose(1, 2)) / math.sqrt(self.head_dim)  # (B, L, L)
+        bias = self.bias(qk).transpose(1, 2) / 2  # (B, 2C, L)
+        logits = base.unsqueeze(1) + bias[:, 0::2].unsqueeze(-1) + bias[:, 1::2].unsqueeze(-2)
+        valid = mask.unsqueeze(1) & mask.unsqueeze(2)
+        valid = torch.triu(valid.to(torch.int64)).bool()
+        return torch.where(valid.unsqueeze(1), logits, torch.full_like(logits, NEG))
+
+
+class ClassHead(nn.Module):
+    """Max + mean pooling over valid positions, then a small MLP."""
+
+    def __init__(self, in_dim: int, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * in_dim, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, n_labels)
+        )
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(h.dtype)
+        mx = torch.where(mask.unsqueeze(-1), h, torch.full_like(h, NEG)).max(dim=1).values
+        mean = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+        return self.mlp(torch.cat([mx, mean], dim=-1))
+
+
+class Net(nn.Module):
+    """Encoder + head; the forward signature is the ONNX graph's inputs."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.head: nn.Module
+        if cfg.task == "ner":
+            self.head = SpanHead(self.encoder.out_dim, cfg.n_labels, cfg.head_dim)
+        else:
+            self.head = ClassHead(self.encoder.out_dim, cfg.n_labels, cfg.dropout)
+
+    def forward(
+        self, chars: torch.Tensor, bigrams: torch.Tensor, lexicon: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        h, mask = self.encoder(chars, bigrams, lexicon, lengths)
+        return self.head(h, mask)
+
+
+def span_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-label categorical cross-entropy (Su, 2020) over each label's span matrix."""
+    b, c = logits.shape[:2]
+    pred = logits.reshape(b * c, -1)
+    gold = target.reshape(b * c, -1)
+    pred = (1 - 2 * gold) * pred
+    neg = pred - gold * 1e12
+    pos = pred - (1 - gold) * 1e12
+    zeros = torch.zeros_like(pred[:, :1])
+    loss = torch.logsumexp(torch.cat([neg, zeros], -1), -1) + torch.logsumexp(torch.cat([pos, zeros], -1), -1)
+    return loss.mean()

@@ -1,0 +1,234 @@
+"""Training loop: seeded split, length-bucketed batches, early stopping on our validation split."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nluserve.data.readers import Example, GoldSpan, read_examples
+from nluserve.evaluation.metrics import score_classification, score_ner
+from nluserve.models.manifest import Manifest
+from nluserve.runtime import windows
+from nluserve.runtime.features import encode_batch
+from nluserve.runtime.lexicon import Lexicon
+from nluserve.runtime.model import Model
+from nluserve.runtime.tokenizer import Vocab
+from nluserve.train.catalog import SENTIMENT_CODES, label_for
+from nluserve.train.net import Net, NetConfig, span_loss
+
+
+@dataclass
+class TrainConfig:
+    task: str  # "ner" | "classification"
+    data: Path
+    out: Path
+    name: str
+    version: str = "1.0.0"
+    seed: int = 13
+    val_fraction: float = 0.1
+    max_length: int = 128
+    epochs: int = 30
+    patience: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3
+    max_minutes: float = 55.0
+    limit: int | None = None  # first N examples only (smoke runs)
+    nested: bool = False
+    hidden: int = 192
+    lexicon: Path | None = None
+    threads: int | None = None
+    description: str = ""
+    command: str = ""
+
+
+class TorchBackend:
+    """Runs the network in eval mode so validation uses the runtime's exact decode path."""
+
+    def __init__(self, net: Net) -> None:
+        self.net = net
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            out = self.net(*(torch.from_numpy(feeds[k]) for k in ("chars", "bigrams", "lexicon", "lengths")))
+        return out.numpy()
+
+
+def split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """A seeded shuffle split: (train, validation)."""
+    idx = list(range(len(examples)))
+    random.Random(seed).shuffle(idx)
+    n_val = max(1, int(round(len(idx) * fraction)))
+    val = {i for i in idx[:n_val]}
+    return [e for i, e in enumerate(examples) if i not in val], [examples[i] for i in sorted(val)]
+
+
+def training_windows(examples: list[Example], max_length: int) -> list[Example]:
+    """Long texts become windows; each keeps the gold spans it fully contains."""
+    out: list[Example] = []
+    for ex in examples:
+        for w in windows.split(ex.text, max_length):
+            spans = [GoldSpan(s.start - w.start, s.end - w.start, s.label)
+                     for s in ex.spans if s.start >= w.start and s.end <= w.end]
+            out.append(Example(ex.text[w.start : w.end], spans, ex.label))
+    return out
+
+
+def _batches(n_items: int, lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
+    idx = list(range(n_items))
+    rng.shuffle(idx)
+    chunks = [idx[i : i + size * 50] for i in range(0, n_items, size * 50)]
+    batches = []
+    for chunk in chunks:
+        chunk.sort(key=lambda k: lengths[k])
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train(cfg: TrainConfig) -> Manifest:
+    """Train, keep the best epoch on validation, export the model directory, return its manifest."""
+    from nluserve.train.export import export_model_dir
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    fmt, examples = read_examples(cfg.data)
+    if cfg.task == "classification":
+        for ex in examples:
+            ex.label = SENTIMENT_CODES.get(ex.label or "", ex.label)
+        examples = [e for e in examples if e.text.strip()]
+    if cfg.limit:
+        examples = examples[: cfg.limit]
+    train_ex, val_ex = split(examples, cfg.val_fraction, cfg.seed)
+    if cfg.task == "ner":
+        codes = sorted({s.label for e in examples for s in e.spans})
+    else:
+        codes = sorted({e.label or "" for e in examples}, key=lambda c: (c != "negative", c))
+    labels = [label_for(c) for c in codes]
+    index = {c: i for i, c in enumerate(codes)}
+    lexicon = Lexicon.load(cfg.lexicon) if cfg.lexicon else Lexicon(set())
+    vocab = Vocab.build(e.text for e in train_ex)
+    if cfg.task == "ner":
+        train_items = training_windows(train_ex, cfg.max_length)
+    else:
+        train_items = [Example(e.text[: cfg.max_length], [], e.label) for e in train_ex]
+    net_cfg = NetConfig(n_chars=len(vocab.chars), n_bigrams=len(vocab.bigrams), n_labels=len(codes),
+                        task=cfg.task, hidden=cfg.hidden)
+    net = Net(net_cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    manifest = Manifest(name=cfg.name, version=cfg.version, task=cfg.task,  # type: ignore[arg-type]
+                        labels=labels, max_length=cfg.max_length, nested=cfg.nested,
+                        description=cfg.description,
+                        architecture="char+bigram+lexicon BiLSTM, "
+                        + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"))
+    encoder = _encoder(vocab, lexicon)
+    evaluator = Model(manifest, TorchBackend(net), encoder)
+    feats = [encode_batch([e.text], vocab, lexicon) for e in tqdm(train_items, desc="features", file=sys.stderr)]
+    lengths = [len(e.text) for e in train_items]
+    rng = random.Random(cfg.seed)
+    best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
+    started = time.monotonic()
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        batches = _batches(len(train_items), lengths, cfg.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch}", file=sys.stderr, mininterval=2.0)
+        running = 0.0
+        for step, batch in enumerate(bar, 1):
+            inputs = _collate([feats[k] for k in batch])
+            out = net(*inputs)
+            if cfg.task == "ner":
+                target = _span_target([train_items[k] for k in batch], index, out.shape)
+                loss = span_loss(out, target)
+            else:
+                target_cls = torch.tensor([index[train_items[k].label or ""] for k in batch])
+                loss = torch.nn.functional.cross_entropy(out, target_cls)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            bar.set_postfix(loss=f"{running:.4f}", best=f"{best_score:.2f}")
+        net.eval()
+        metrics = evaluate(evaluator, val_ex)
+        score = metrics["f1" if cfg.task == "ner" else "accuracy"]
+        elapsed = (time.monotonic() - started) / 60
+        history.append({"epoch": epoch, "loss": round(running, 4), "val": score, "minutes": round(elapsed, 1)})
+        tqdm.write(f"epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)", file=sys.stderr)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+        if stale >= cfg.patience or elapsed >= cfg.max_minutes:
+            break
+    assert best_state is not None
+    net.load_state_dict(best_state)
+    net.eval()
+    final = evaluate(evaluator, val_ex)
+    manifest.training = manifest.training or None
+    from nluserve.models.manifest import TrainingInfo
+    from nluserve.models.store import sha256_file
+
+    manifest = manifest.model_copy(update={
+        "training": TrainingInfo(
+            data=f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})", data_sha256=sha256_file(cfg.data),
+            n_train=len(train_ex), n_validation=len(val_ex), seed=cfg.seed, command=cfg.command,
+            notes=f"best epoch {best_epoch} of {len(history)}; validation = seeded "
+                  f"{cfg.val_fraction:.0%} of the training file, never trained on",
+        ),
+        "metrics": {"validation": final},
+    })
+    extra = {"net_config.json": json.dumps(net_cfg.to_dict(), indent=2),
+             "history.json": json.dumps(history, indent=2)}
+    return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra)
+
+
+def evaluate(model: Model, examples: Sequence[Example]) -> dict[str, object]:
+    """Validation metrics through the runtime's own predict path."""
+    texts = [e.text for e in examples]
+    preds = model.predict(texts)
+    if model.task == "ner":
+        return score_ner(examples, preds)
+    return score_classification(examples, preds)
+
+
+def _encoder(vocab: Vocab, lexicon: Lexicon):  # type: ignore[no-untyped-def]
+    from nluserve.runtime.encoders import CharEncoder
+
+    return CharEncoder(vocab, lexicon)
+
+
+def _collate(items: list[dict[str, np.ndarray]]) -> list[torch.Tensor]:
+    width = max(int(it["lengths"][0]) for it in items)
+    n = len(items)
+    chars = np.zeros((n, width), dtype=np.int64)
+    bigrams = np.zeros((n, width), dtype=np.int64)
+    lex = np.zeros((n, width, items[0]["lexicon"].shape[-1]), dtype=np.float32)
+    lengths = np.zeros((n,), dtype=np.int64)
+    for row, it in enumerate(items):
+        m = it["chars"].shape[1]
+        chars[row, :m] = it["chars"][0]
+        bigrams[row, :m] = it["bigrams"][0]
+        lex[row, :m] = it["lexicon"][0]
+        lengths[row] = it["lengths"][0]
+    return [torch.from_numpy(a) for a in (chars, bigrams, lex, lengths)]
+
+
+def _span_target(items: list[Example], index: dict[str, int], shape: torch.Size) -> torch.Tensor:
+    target = torch.zeros(shape)
+    for row, ex in enumerate(items):
+        for s in ex.spans:
+            target[row, index[s.label], s.start, s.end - 1] = 1.0
+    return target

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from nluserve.cli import train_cmd
+from nluserve.cli import predict_cmd, train_cmd
+from nluserve.cli.model_cmd import model_app
 
 app = typer.Typer(
     name="nluserve",
@@ -14,6 +15,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="train")(train_cmd.train)
+app.command(name="predict")(predict_cmd.predict)
+app.command(name="eval")(predict_cmd.evaluate)
+app.add_typer(model_app, name="model")
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +13,7 @@ import typer
 from nluserve.cli.output import fail
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     ner = "ner"
     classification = "classification"
 
@@ -26,14 +26,22 @@ def train(
     nested: Annotated[bool, typer.Option(help="keep overlapping/nested entities (CMeEE)")] = False,
     max_length: Annotated[int, typer.Option(help="window length in characters")] = 128,
     epochs: Annotated[int, typer.Option()] = 30,
-    patience: Annotated[int, typer.Option(help="epochs without validation gain before stopping")] = 4,
+    patience: Annotated[
+        int, typer.Option(help="epochs without validation gain before stopping")
+    ] = 4,
     max_minutes: Annotated[float, typer.Option(help="stop after this many minutes")] = 55.0,
     hidden: Annotated[int, typer.Option(help="LSTM units per direction")] = 192,
     lr: Annotated[float, typer.Option()] = 2e-3,
     seed: Annotated[int, typer.Option()] = 13,
-    val_fraction: Annotated[float, typer.Option(help="share of the file held out for validation")] = 0.1,
-    limit: Annotated[int | None, typer.Option(help="use only the first N records (smoke runs)")] = None,
-    lexicon: Annotated[bool, typer.Option(help="word-lexicon features from jieba's dictionary")] = True,
+    val_fraction: Annotated[
+        float, typer.Option(help="share of the file held out for validation")
+    ] = 0.1,
+    limit: Annotated[
+        int | None, typer.Option(help="use only the first N records (smoke runs)")
+    ] = None,
+    lexicon: Annotated[
+        bool, typer.Option(help="word-lexicon features from jieba's dictionary")
+    ] = True,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     version: Annotated[str, typer.Option()] = "1.0.0",
 ) -> None:
@@ -49,15 +57,30 @@ def train(
         out.parent.mkdir(parents=True, exist_ok=True)
         lex_path = write_jieba_lexicon(out.parent / f".{out.name}.lexicon.txt")
     cfg = TrainConfig(
-        task=task.value, data=data, out=out, name=name or out.name, nested=nested,
-        max_length=max_length, epochs=epochs, patience=patience, max_minutes=max_minutes,
-        hidden=hidden, lr=lr, seed=seed, val_fraction=val_fraction, limit=limit,
-        lexicon=lex_path, threads=threads, version=version,
+        task=task.value,
+        data=data,
+        out=out,
+        name=name or out.name,
+        nested=nested,
+        max_length=max_length,
+        epochs=epochs,
+        patience=patience,
+        max_minutes=max_minutes,
+        hidden=hidden,
+        lr=lr,
+        seed=seed,
+        val_fraction=val_fraction,
+        limit=limit,
+        lexicon=lex_path,
+        threads=threads,
+        version=version,
         command="nluserve train " + shlex.join(sys.argv[2:]),
     )
     manifest = run_training(cfg)
     if lex_path:
         lex_path.unlink(missing_ok=True)
     val = manifest.metrics.get("validation", {})
-    shown = {k: v for k, v in val.items() if k in ("precision", "recall", "f1", "accuracy", "macro_f1")}
+    shown = {
+        k: v for k, v in val.items() if k in ("precision", "recall", "f1", "accuracy", "macro_f1")
+    }
     typer.echo(f"wrote {out} (validation: {shown})")

@@ -6,11 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from nluserve.errors import ModelIntegrityError
 from nluserve.models.manifest import Manifest
+from nluserve.runtime.decoders import OFFSETS
 from nluserve.runtime.features import encode_batch
 from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.tokenizer import Vocab
+from nluserve.runtime.wordpiece import WordPieceSettings, WordPieceTokenizer, load_vocab
 
 
 class CharEncoder:
@@ -25,8 +29,47 @@ class CharEncoder:
         return encode_batch(texts, self.vocab, self.lexicon)
 
 
-def encoder_for(manifest: Manifest, path: Path) -> CharEncoder:
+class WordPieceEncoder:
+    """``[CLS] pieces [SEP]`` inputs for imported BERT models, plus each piece's char offsets."""
+
+    def __init__(self, tokenizer: WordPieceTokenizer, max_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Padded ids, mask, segment ids and ``offsets`` (-1 outside the text's pieces)."""
+        # A window holds at most max_tokens characters and almost every piece covers at least one,
+        # so the cut only bites on characters that expand (Hangul syllables decompose to jamo).
+        rows = [self.tokenizer.tokenize(text)[: self.max_tokens] for text in texts]
+        width = max((len(r) for r in rows), default=0) + 2
+        tok = self.tokenizer
+        ids = np.full((len(texts), width), tok.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        offsets = np.full((len(texts), width, 2), -1, dtype=np.int64)
+        for row, pieces in enumerate(rows):
+            n = len(pieces)
+            ids[row, : n + 2] = [tok.cls_id, *(p.id for p in pieces), tok.sep_id]
+            mask[row, : n + 2] = 1
+            if n:
+                offsets[row, 1 : n + 1] = [(p.start, p.end) for p in pieces]
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": np.zeros_like(ids),
+            OFFSETS: offsets,
+        }
+
+
+def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncoder:
     """The encoder for a model directory, reading its vocabulary files."""
+    if manifest.encoder == "wordpiece":
+        raw = (manifest.model_extra or {}).get("wordpiece", {})
+        try:
+            settings = WordPieceSettings.model_validate(raw)
+            tokenizer = WordPieceTokenizer(load_vocab(path / "vocab.txt"), settings)
+        except (ValidationError, ValueError, OSError) as exc:
+            raise ModelIntegrityError(f"{path}: bad wordpiece tokenizer: {exc}") from exc
+        return WordPieceEncoder(tokenizer, manifest.max_length)
     lexicon_path = path / "lexicon.txt"
     lexicon = Lexicon.load(lexicon_path) if lexicon_path.is_file() else Lexicon(set())
     return CharEncoder(Vocab.load(path / "vocab.json"), lexicon)

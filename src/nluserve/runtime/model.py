@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,7 +14,8 @@ from nluserve.errors import UnknownLabelError
 from nluserve.models import store
 from nluserve.models.manifest import Label, Manifest
 from nluserve.runtime import windows
-from nluserve.runtime.decode import decode_spans, softmax
+from nluserve.runtime.decode import softmax
+from nluserve.runtime.decoders import SpanDecoder, decoder_for
 from nluserve.runtime.results import ClassResult, Entity, NerResult, Result
 
 
@@ -27,7 +28,10 @@ class Backend(Protocol):
 
 
 class Encoder(Protocol):
-    """Turns texts (each at most max_length code points) into graph inputs."""
+    """Turns texts (each at most max_length code points) into graph inputs.
+
+    It may add arrays the graph does not declare (token offsets) for the span decoder to read.
+    """
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Padded input arrays for one batch."""
@@ -42,14 +46,33 @@ class _Piece:
     window: windows.Window
 
 
+@dataclass(frozen=True)
+class _Output:
+    """The graph output for one window and the encoder arrays it was computed from."""
+
+    logits: np.ndarray
+    inputs: Mapping[str, np.ndarray]
+
+
 class Model:
     """Runs a model directory's graph; thread-safe, holds no per-call state."""
 
-    def __init__(self, manifest: Manifest, backend: Backend, encoder: Encoder,
-                 path: Path | None = None, batch_tokens: int = 4096, max_batch: int = 32) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        backend: Backend,
+        encoder: Encoder,
+        path: Path | None = None,
+        batch_tokens: int = 4096,
+        max_batch: int = 32,
+        decoder: SpanDecoder | None = None,
+    ) -> None:
         self.manifest = manifest
         self.backend = backend
         self.encoder = encoder
+        if decoder is None and manifest.task == "ner":
+            decoder = decoder_for(manifest)
+        self.decoder = decoder
         self.path = path
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
@@ -100,35 +123,54 @@ class Model:
             return self._merge_entities(texts, pieces, outputs, keep)
         return self._merge_classes(texts, pieces, outputs)
 
-    def _run_pieces(self, texts: Sequence[str], pieces: list[_Piece]) -> list[np.ndarray]:
+    def _run_pieces(self, texts: Sequence[str], pieces: list[_Piece]) -> list[_Output]:
         """Run windows in length-sorted batches bounded by count and tokens (less padding)."""
-        order = sorted(range(len(pieces)), key=lambda k: pieces[k].window.end - pieces[k].window.start)
-        results: list[np.ndarray] = [np.empty(0)] * len(pieces)
+        order = sorted(
+            range(len(pieces)), key=lambda k: pieces[k].window.end - pieces[k].window.start
+        )
+        results: list[_Output | None] = [None] * len(pieces)
         batch: list[int] = []
         for k in order:
             width = max(1, pieces[k].window.end - pieces[k].window.start)
-            if batch and (len(batch) + 1 > self.max_batch or (len(batch) + 1) * width > self.batch_tokens):
+            if batch and (
+                len(batch) + 1 > self.max_batch or (len(batch) + 1) * width > self.batch_tokens
+            ):
                 self._run_batch(texts, pieces, batch, results)
                 batch = []
             batch.append(k)
         if batch:
             self._run_batch(texts, pieces, batch, results)
-        return results
+        return [r for r in results if r is not None]
 
-    def _run_batch(self, texts: Sequence[str], pieces: list[_Piece], batch: list[int],
-                   results: list[np.ndarray]) -> None:
-        chunk = [texts[pieces[k].text_index][pieces[k].window.start : pieces[k].window.end] for k in batch]
-        out = self.backend.run(self.encoder(chunk))
+    def _run_batch(
+        self,
+        texts: Sequence[str],
+        pieces: list[_Piece],
+        batch: list[int],
+        results: list[_Output | None],
+    ) -> None:
+        chunk = [
+            texts[pieces[k].text_index][pieces[k].window.start : pieces[k].window.end]
+            for k in batch
+        ]
+        feeds = self.encoder(chunk)
+        out = self.backend.run(feeds)
         for row, k in enumerate(batch):
-            results[k] = out[row]
+            results[k] = _Output(out[row], {name: array[row] for name, array in feeds.items()})
 
-    def _merge_entities(self, texts: Sequence[str], pieces: list[_Piece], outputs: list[np.ndarray],
-                        keep: set[str] | None) -> list[Result]:
+    def _merge_entities(
+        self,
+        texts: Sequence[str],
+        pieces: list[_Piece],
+        outputs: list[_Output],
+        keep: set[str] | None,
+    ) -> list[Result]:
+        assert self.decoder is not None  # __init__ sets one for every NER model
         best: list[dict[tuple[int, int, int], float]] = [{} for _ in texts]
-        for piece, logits in zip(pieces, outputs, strict=True):
+        for piece, output in zip(pieces, outputs, strict=True):
             w = piece.window
             total = len(texts[piece.text_index])
-            for span in decode_spans(logits, w.end - w.start, self.manifest.nested):
+            for span in self.decoder(output.logits, output.inputs, w.end - w.start):
                 if windows.touches_interior_edge(span.start, span.end, w, total):
                     continue
                 key = (w.start + span.start, w.start + span.end, span.label)
@@ -147,20 +189,23 @@ class Model:
             results.append(NerResult(ents))
         return results
 
-    def _merge_classes(self, texts: Sequence[str], pieces: list[_Piece],
-                       outputs: list[np.ndarray]) -> list[Result]:
+    def _merge_classes(
+        self, texts: Sequence[str], pieces: list[_Piece], outputs: list[_Output]
+    ) -> list[Result]:
         n_labels = len(self.labels)
         sums = np.zeros((len(texts), n_labels))
         weights = np.zeros(len(texts))
-        for piece, logits in zip(pieces, outputs, strict=True):
+        for piece, output in zip(pieces, outputs, strict=True):
             weight = max(1, piece.window.end - piece.window.start)
-            sums[piece.text_index] += weight * softmax(logits.astype(np.float64))
+            sums[piece.text_index] += weight * softmax(output.logits.astype(np.float64))
             weights[piece.text_index] += weight
         results: list[Result] = []
         for row in range(len(texts)):
             probs = sums[row] / weights[row]
             top = int(np.argmax(probs))
-            scores = {lab.code: round(float(p), 4) for lab, p in zip(self.labels, probs, strict=True)}
+            scores = {
+                lab.code: round(float(p), 4) for lab, p in zip(self.labels, probs, strict=True)
+            }
             results.append(ClassResult(self.labels[top].code, round(float(probs[top]), 4), scores))
         return results
 
@@ -173,8 +218,9 @@ def _flat(spans: list[tuple[int, int, int, float]]) -> list[tuple[int, int, int,
     return [(sp.start, sp.end, sp.label, sp.score) for sp in chosen]
 
 
-def load_model(name_or_path: str | os.PathLike[str], threads: int | None = None,
-               verify: bool = True) -> Model:
+def load_model(
+    name_or_path: str | os.PathLike[str], threads: int | None = None, verify: bool = True
+) -> Model:
     """Load a bundled model by name (``general``, ``medical``, ``sentiment``) or a model directory."""
     from nluserve.runtime.encoders import encoder_for
     from nluserve.runtime.session import OnnxBackend

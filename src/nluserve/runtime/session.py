@@ -32,7 +32,9 @@ class OnnxBackend:
     InferenceSession.run is thread-safe, so several threads may call ``run`` at once.
     """
 
-    def __init__(self, graph: Path, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, graph: Path, threads: int | None = None, providers: list[str] | None = None
+    ) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1

@@ -30,7 +30,11 @@ def normalize_char(ch: str) -> str:
     if folded.isdigit():
         return "0"
     # NFKC can expand one character to several (㎏ -> kg); its first one carries the meaning.
-    return folded[0] if len(folded) > 1 and not unicodedata.category(folded[0]).startswith("M") else folded
+    return (
+        folded[0]
+        if len(folded) > 1 and not unicodedata.category(folded[0]).startswith("M")
+        else folded
+    )
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,9 @@ class Vocab:
     bigrams: dict[str, int]
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_char: int = 1, min_bigram: int = 2,
-              max_bigrams: int = 60000) -> Vocab:
+    def build(
+        cls, texts: Iterable[str], min_char: int = 1, min_bigram: int = 2, max_bigrams: int = 60000
+    ) -> Vocab:
         """Count characters and bigrams of training texts into a vocabulary."""
         cc: Counter[str] = Counter()
         bc: Counter[str] = Counter()
@@ -62,15 +67,21 @@ class Vocab:
 
     def save(self, path: Path) -> None:
         """Write the vocabulary as JSON."""
-        path.write_text(json.dumps({"chars": list(self.chars), "bigrams": list(self.bigrams)},
-                                   ensure_ascii=False), encoding="utf-8")
+        path.write_text(
+            json.dumps(
+                {"chars": list(self.chars), "bigrams": list(self.bigrams)}, ensure_ascii=False
+            ),
+            encoding="utf-8",
+        )
 
     @classmethod
     def load(cls, path: Path) -> Vocab:
         """Read a vocabulary written by :meth:`save`."""
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls(chars={c: i for i, c in enumerate(raw["chars"])},
-                   bigrams={b: i for i, b in enumerate(raw["bigrams"])})
+        return cls(
+            chars={c: i for i, c in enumerate(raw["chars"])},
+            bigrams={b: i for i, b in enumerate(raw["bigrams"])},
+        )
 
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """Character ids and forward-bigram ids, one of each per code point."""

@@ -20,14 +20,15 @@ class Window:
 def split(text: str, max_length: int, overlap: int | None = None) -> list[Window]:
     """Cover ``text`` with windows of at most ``max_length`` characters.
 
-    Consecutive windows overlap by ``overlap`` characters so an entity cut by one window's edge
-    is whole in the next; merge() then drops spans touching an interior edge.
+    Consecutive windows overlap by ``overlap`` characters (default: half a window, at most 32),
+    so every entity shorter than the overlap lies whole inside some window without touching
+    its interior edges; the merge drops spans that touch an interior edge (they may be cut).
     """
     n = len(text)
     if n <= max_length:
         return [Window(0, n)]
     if overlap is None:
-        overlap = min(32, max_length // 4)
+        overlap = min(32, max_length // 2)
     overlap = max(0, min(overlap, max_length // 2))
     windows: list[Window] = []
     start = 0

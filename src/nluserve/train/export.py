@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,15 +27,38 @@ def export_onnx(net: Net, path: Path) -> None:
         torch.zeros((b, length, N_FEATURES), dtype=torch.float32),
         torch.tensor([length, length - 2], dtype=torch.int64),
     )
-    axes = {"chars": {0: "batch", 1: "length"}, "bigrams": {0: "batch", 1: "length"},
-            "lexicon": {0: "batch", 1: "length"}, "lengths": {0: "batch"},
-            "output": {0: "batch"} if net.cfg.task != "ner" else {0: "batch", 2: "length", 3: "length"}}
-    torch.onnx.export(net, example, str(path), input_names=INPUTS, output_names=["output"],
-                      dynamic_axes=axes, opset_version=17, dynamo=False)
+    axes = {
+        "chars": {0: "batch", 1: "length"},
+        "bigrams": {0: "batch", 1: "length"},
+        "lexicon": {0: "batch", 1: "length"},
+        "lengths": {0: "batch"},
+        "output": {0: "batch"} if net.cfg.task != "ner" else {0: "batch", 2: "length", 3: "length"},
+    }
+    # The TorchScript exporter is deprecated but maps our per-direction LSTMs to ONNX LSTM ops
+    # with dynamic batch and length; the torch.export path needs shape guards for that.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            net,
+            example,
+            str(path),
+            input_names=INPUTS,
+            output_names=["output"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
-def export_model_dir(net: Net, manifest: Manifest, vocab: Vocab, lexicon: Lexicon, out: Path,
-                     extra: dict[str, str] | None = None) -> Manifest:
+def export_model_dir(
+    net: Net,
+    manifest: Manifest,
+    vocab: Vocab,
+    lexicon: Lexicon,
+    out: Path,
+    extra: dict[str, str] | None = None,
+) -> Manifest:
     """Write graph, vocabulary, lexicon, extras and a checksummed manifest into ``out``."""
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():

@@ -49,7 +49,11 @@ class Encoder(nn.Module):
         self.out_dim = 2 * cfg.hidden
 
     def forward(
-        self, chars: torch.Tensor, bigrams: torch.Tensor, lexicon: torch.Tensor, lengths: torch.Tensor
+        self,
+        chars: torch.Tensor,
+        bigrams: torch.Tensor,
+        lexicon: torch.Tensor,
+        lengths: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         width = chars.shape[1]
         pos = torch.arange(width, device=chars.device).unsqueeze(0)
@@ -57,8 +61,12 @@ class Encoder(nn.Module):
         prev_idx = (pos - 1).clamp(min=0).expand_as(bigrams)
         prev = torch.gather(bigrams, 1, prev_idx) * (pos > 0).to(bigrams.dtype)
         x = torch.cat(
-            [self.char_emb(chars), self.bigram_emb(bigrams), self.bigram_emb(prev),
-             torch.relu(self.lex(lexicon))],
+            [
+                self.char_emb(chars),
+                self.bigram_emb(bigrams),
+                self.bigram_emb(prev),
+                torch.relu(self.lex(lexicon)),
+            ],
             dim=-1,
         )
         x = self.drop(x) * mask.unsqueeze(-1).to(x.dtype)
@@ -75,7 +83,9 @@ def rope(x: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding (half-split form, which exports to ONNX with dynamic length)."""
     width, half = x.shape[1], x.shape[2] // 2
     pos = torch.arange(width, dtype=x.dtype, device=x.device).unsqueeze(1)
-    freq = torch.exp(torch.arange(half, dtype=x.dtype, device=x.device) * (-2.0 * math.log(10000.0) / x.shape[2]))
+    freq = torch.exp(
+        torch.arange(half, dtype=x.dtype, device=x.device) * (-2.0 * math.log(10000.0) / x.shape[2])
+    )
     angle = pos * freq  # (L, D/2)
     sin, cos = torch.sin(angle), torch.cos(angle)
     x1, x2 = x[..., :half], x[..., half:]
@@ -132,7 +142,11 @@ class Net(nn.Module):
             self.head = ClassHead(self.encoder.out_dim, cfg.n_labels, cfg.dropout)
 
     def forward(
-        self, chars: torch.Tensor, bigrams: torch.Tensor, lexicon: torch.Tensor, lengths: torch.Tensor
+        self,
+        chars: torch.Tensor,
+        bigrams: torch.Tensor,
+        lexicon: torch.Tensor,
+        lengths: torch.Tensor,
     ) -> torch.Tensor:
         h, mask = self.encoder(chars, bigrams, lexicon, lengths)
         return self.head(h, mask)
@@ -147,5 +161,7 @@ def span_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     neg = pred - gold * 1e12
     pos = pred - (1 - gold) * 1e12
     zeros = torch.zeros_like(pred[:, :1])
-    loss = torch.logsumexp(torch.cat([neg, zeros], -1), -1) + torch.logsumexp(torch.cat([pos, zeros], -1), -1)
+    loss = torch.logsumexp(torch.cat([neg, zeros], -1), -1) + torch.logsumexp(
+        torch.cat([pos, zeros], -1), -1
+    )
     return loss.mean()

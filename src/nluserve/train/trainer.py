@@ -58,15 +58,19 @@ class TorchBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            out = self.net(*(torch.from_numpy(feeds[k]) for k in ("chars", "bigrams", "lexicon", "lengths")))
+            out = self.net(
+                *(torch.from_numpy(feeds[k]) for k in ("chars", "bigrams", "lexicon", "lengths"))
+            )
         return out.numpy()
 
 
-def split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split(
+    examples: list[Example], fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
     """A seeded shuffle split: (train, validation)."""
     idx = list(range(len(examples)))
     random.Random(seed).shuffle(idx)
-    n_val = max(1, int(round(len(idx) * fraction)))
+    n_val = max(1, round(len(idx) * fraction))
     val = {i for i in idx[:n_val]}
     return [e for i, e in enumerate(examples) if i not in val], [examples[i] for i in sorted(val)]
 
@@ -76,8 +80,11 @@ def training_windows(examples: list[Example], max_length: int) -> list[Example]:
     out: list[Example] = []
     for ex in examples:
         for w in windows.split(ex.text, max_length):
-            spans = [GoldSpan(s.start - w.start, s.end - w.start, s.label)
-                     for s in ex.spans if s.start >= w.start and s.end <= w.end]
+            spans = [
+                GoldSpan(s.start - w.start, s.end - w.start, s.label)
+                for s in ex.spans
+                if s.start >= w.start and s.end <= w.end
+            ]
             out.append(Example(ex.text[w.start : w.end], spans, ex.label))
     return out
 
@@ -123,18 +130,32 @@ def train(cfg: TrainConfig) -> Manifest:
         train_items = training_windows(train_ex, cfg.max_length)
     else:
         train_items = [Example(e.text[: cfg.max_length], [], e.label) for e in train_ex]
-    net_cfg = NetConfig(n_chars=len(vocab.chars), n_bigrams=len(vocab.bigrams), n_labels=len(codes),
-                        task=cfg.task, hidden=cfg.hidden)
+    net_cfg = NetConfig(
+        n_chars=len(vocab.chars),
+        n_bigrams=len(vocab.bigrams),
+        n_labels=len(codes),
+        task=cfg.task,
+        hidden=cfg.hidden,
+    )
     net = Net(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    manifest = Manifest(name=cfg.name, version=cfg.version, task=cfg.task,  # type: ignore[arg-type]
-                        labels=labels, max_length=cfg.max_length, nested=cfg.nested,
-                        description=cfg.description,
-                        architecture="char+bigram+lexicon BiLSTM, "
-                        + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"))
+    manifest = Manifest(
+        name=cfg.name,
+        version=cfg.version,
+        task=cfg.task,  # type: ignore[arg-type]
+        labels=labels,
+        max_length=cfg.max_length,
+        nested=cfg.nested,
+        description=cfg.description,
+        architecture="char+bigram+lexicon BiLSTM, "
+        + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"),
+    )
     encoder = _encoder(vocab, lexicon)
     evaluator = Model(manifest, TorchBackend(net), encoder)
-    feats = [encode_batch([e.text], vocab, lexicon) for e in tqdm(train_items, desc="features", file=sys.stderr)]
+    feats = [
+        encode_batch([e.text], vocab, lexicon)
+        for e in tqdm(train_items, desc="features", file=sys.stderr)
+    ]
     lengths = [len(e.text) for e in train_items]
     rng = random.Random(cfg.seed)
     best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
@@ -164,8 +185,13 @@ def train(cfg: TrainConfig) -> Manifest:
         metrics = evaluate(evaluator, val_ex)
         score = metrics["f1" if cfg.task == "ner" else "accuracy"]
         elapsed = (time.monotonic() - started) / 60
-        history.append({"epoch": epoch, "loss": round(running, 4), "val": score, "minutes": round(elapsed, 1)})
-        tqdm.write(f"epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)", file=sys.stderr)
+        history.append(
+            {"epoch": epoch, "loss": round(running, 4), "val": score, "minutes": round(elapsed, 1)}
+        )
+        tqdm.write(
+            f"epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)",
+            file=sys.stderr,
+        )
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -181,17 +207,25 @@ def train(cfg: TrainConfig) -> Manifest:
     from nluserve.models.manifest import TrainingInfo
     from nluserve.models.store import sha256_file
 
-    manifest = manifest.model_copy(update={
-        "training": TrainingInfo(
-            data=f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})", data_sha256=sha256_file(cfg.data),
-            n_train=len(train_ex), n_validation=len(val_ex), seed=cfg.seed, command=cfg.command,
-            notes=f"best epoch {best_epoch} of {len(history)}; validation = seeded "
-                  f"{cfg.val_fraction:.0%} of the training file, never trained on",
-        ),
-        "metrics": {"validation": final},
-    })
-    extra = {"net_config.json": json.dumps(net_cfg.to_dict(), indent=2),
-             "history.json": json.dumps(history, indent=2)}
+    manifest = manifest.model_copy(
+        update={
+            "training": TrainingInfo(
+                data=f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})",
+                data_sha256=sha256_file(cfg.data),
+                n_train=len(train_ex),
+                n_validation=len(val_ex),
+                seed=cfg.seed,
+                command=cfg.command,
+                notes=f"best epoch {best_epoch} of {len(history)}; validation = seeded "
+                f"{cfg.val_fraction:.0%} of the training file, never trained on",
+            ),
+            "metrics": {"validation": final},
+        }
+    )
+    extra = {
+        "net_config.json": json.dumps(net_cfg.to_dict(), indent=2),
+        "history.json": json.dumps(history, indent=2),
+    }
     return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra)
 
 

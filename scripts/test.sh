@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every check: lint, format, types, and the whole test suite. Bootstraps what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.local/bin:$PATH"
+scripts/bootstrap.sh --train --debs "${NLUSERVE_TEST_DEBS:-}"
+uv run --frozen ruff check src tests bench
+uv run --frozen ruff format --check src tests bench
+uv run --frozen mypy
+uv run --frozen pytest "$@"

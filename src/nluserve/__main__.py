@@ -1,0 +1,5 @@
+"""``python -m nluserve``."""
+
+from nluserve.cli.app import main
+
+main()

@@ -24,3 +24,7 @@ class UnknownLabelError(NluserveError):
 
 class DataFormatError(NluserveError):
     """An evaluation or training file is in none of the supported formats."""
+
+
+class CheckpointError(NluserveError):
+    """A directory is not a Hugging Face checkpoint that ``nluserve model import`` can convert."""

@@ -38,10 +38,12 @@ def text_encoder(texts: Sequence[str]) -> dict[str, np.ndarray]:
     return {"texts": np.array(list(texts), dtype=object)}
 
 
-def gazetteer_model(words: dict[str, list[str]], max_length: int, nested: bool = False) -> Model:
+def gazetteer_model(
+    words: dict[str, list[str]], max_length: int, nested: bool = False, name: str = "gazetteer"
+) -> Model:
     codes = sorted(words)
     manifest = Manifest(
-        name="gazetteer",
+        name=name,
         version="0",
         task="ner",
         max_length=max_length,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nluserve.cli import predict_cmd, train_cmd
+from nluserve.cli import predict_cmd, serve_cmd, train_cmd
 from nluserve.cli.model_cmd import model_app
 
 app = typer.Typer(
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command(name="serve")(serve_cmd.serve)
 app.command(name="train")(train_cmd.train)
 app.command(name="predict")(predict_cmd.predict)
 app.command(name="eval")(predict_cmd.evaluate)

@@ -106,7 +106,7 @@ class Model:
             else:
                 codes.add(code)
         if unknown:
-            valid = [n for lab in self.labels for n in (lab.code, lab.zh)]
+            valid = list(dict.fromkeys(n for lab in self.labels for n in (lab.code, lab.zh)))
             raise UnknownLabelError(unknown, valid)
         return codes
 

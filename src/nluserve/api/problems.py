@@ -1,0 +1,164 @@
+"""RFC 9457 problem details: every error leaves the service as application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nluserve.errors import ModelNotFoundError, UnknownLabelError
+from nluserve.runtime.batcher import DeadlineExceeded, Overloaded, ShuttingDown
+from nluserve.services.inference import WrongTaskError
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://nluserve.dev/problems/"
+
+
+class Problem(BaseModel):
+    """The problem+json body (RFC 9457) with nluserve's extension members."""
+
+    type: str = Field(examples=[TYPE_BASE + "unknown-label"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = Field(None, description="field-level validation errors")
+    valid_labels: list[str] | None = None
+    policy: str | None = Field(None, description="the rate-limit policy a 429 violated")
+
+
+class ProblemError(Exception):
+    """Raised by routes and dependencies; rendered by the handler below."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(request: Request, err: ProblemError) -> JSONResponse:
+    """Render a ProblemError with the request id and the path as ``instance``."""
+    body = Problem(
+        type=TYPE_BASE + err.slug,
+        title=err.title,
+        status=err.status,
+        detail=err.detail,
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        **err.extra,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=err.status,
+        media_type=MEDIA_TYPE,
+        headers=err.headers,
+    )
+
+
+def from_service_error(exc: Exception) -> ProblemError:
+    """Map service-layer errors (which know nothing of HTTP) to problems."""
+    if isinstance(exc, ModelNotFoundError):
+        return ProblemError(404, "unknown-model", "Unknown model", str(exc))
+    if isinstance(exc, UnknownLabelError):
+        return ProblemError(
+            422, "unknown-label", "Unknown entity type", str(exc), valid_labels=exc.valid
+        )
+    if isinstance(exc, WrongTaskError):
+        return ProblemError(422, "wrong-task", "Model of the wrong task", str(exc))
+    if isinstance(exc, Overloaded):
+        return ProblemError(
+            503,
+            "overloaded",
+            "Server overloaded",
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, ShuttingDown):
+        return ProblemError(
+            503,
+            "shutting-down",
+            "Server shutting down",
+            str(exc),
+            headers={"Retry-After": "1", "Connection": "close"},
+        )
+    if isinstance(exc, DeadlineExceeded):
+        return ProblemError(504, "deadline-exceeded", "Request timed out in the queue", str(exc))
+    raise exc
+
+
+_STATUS_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
+def install(app: FastAPI) -> None:
+    """Register handlers so no error escapes as HTML or a bare 500."""
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            err = ProblemError(
+                400, "malformed-json", "Malformed JSON body", "the body is not valid UTF-8 JSON"
+            )
+        else:
+            fields = ", ".join(sorted({e["field"] for e in errors}))
+            err = ProblemError(
+                422,
+                "validation-error",
+                "Invalid request",
+                f"invalid field(s): {fields}",
+                errors=errors,
+            )
+        return problem_response(request, err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = _STATUS_SLUGS.get(exc.status_code, "error")
+        title = slug.replace("-", " ").capitalize()
+        return problem_response(
+            request,
+            ProblemError(
+                exc.status_code, slug, title, str(exc.detail), headers=dict(exc.headers or {})
+            ),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(
+            request,
+            ProblemError(
+                500, "internal", "Internal server error", "an unexpected error; it has been logged"
+            ),
+        )

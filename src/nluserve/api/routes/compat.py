@@ -1,0 +1,129 @@
+"""Compatibility routes for users migrating from the two common tutorial services.
+
+Shapes follow those services exactly (see docs/migration.md); they obey the same auth, scope,
+limits and batching as /v1.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from nluserve.api.calls import authorize, check_limits, resolve, run_prediction
+from nluserve.api.deps import CallerDep, InferenceDep, RequestIdDep, SettingsDep
+from nluserve.api.problems import ProblemError
+from nluserve.api.schemas import (
+    CompatEntity,
+    CompatNerData,
+    CompatNerIn,
+    CompatNerOut,
+    UniNluIn,
+    UniNluOut,
+)
+from nluserve.runtime.model import Model
+from nluserve.runtime.results import ClassResult, NerResult
+
+router = APIRouter(tags=["compatibility"])
+
+SENTIMENT_KEYS = {"情感分类", "情感", "sentiment"}
+
+
+@router.post(
+    "/predict/ner",
+    response_model=CompatNerOut,
+    summary="Tutorial-style NER (FastAPI tutorial)",
+    responses={400: {"model": CompatNerOut, "description": "empty text, as the tutorial answered"}},
+)
+async def predict_ner(
+    body: CompatNerIn,
+    request: Request,
+    service: InferenceDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    request_id: RequestIdDep,
+) -> JSONResponse:
+    if not body.text.strip():
+        out = CompatNerOut(code=400, message="文本不能为空", data=None)
+        return JSONResponse(out.model_dump(), status_code=400)
+    model = resolve(service, settings.default_ner_model, "ner")
+    authorize(caller, model)
+    check_limits([body.text], settings, "text")
+    pred = await run_prediction(request, service, model, [body.text], None, request_id)
+    [res] = pred.results
+    assert isinstance(res, NerResult)
+    ents = [CompatEntity(text=e.text, type=e.label, start=e.start, end=e.end) for e in res.entities]
+    return JSONResponse(
+        CompatNerOut(data=CompatNerData(text=body.text, entities=ents)).model_dump()
+    )
+
+
+@router.post(
+    "/api/predict", response_model=UniNluOut, summary="SiameseUniNLU-style schema extraction"
+)
+async def uninlu(
+    body: UniNluIn,
+    request: Request,
+    service: InferenceDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    request_id: RequestIdDep,
+) -> UniNluOut:
+    check_limits([body.text], settings, "text")
+    if not body.schema_:
+        raise ProblemError(
+            422,
+            "validation-error",
+            "Invalid request",
+            "`schema` is empty",
+            errors=[{"field": "schema", "message": "name at least one entity type"}],
+        )
+    plan = _plan(service.models.values(), list(body.schema_), settings.sentiment_model)
+    result: dict[str, list[str]] = {key: [] for key in body.schema_}
+    for model_name, keys in plan.items():
+        model = resolve(service, model_name)
+        authorize(caller, model)
+        pred = await run_prediction(request, service, model, [body.text], None, request_id)
+        [res] = pred.results
+        if isinstance(res, ClassResult):
+            names = {lab.code: lab.zh for lab in model.labels}
+            for key in keys:
+                result[key] = [names[res.label]]
+        elif isinstance(res, NerResult):
+            for key in keys:
+                codes = model.resolve_labels([key])
+                result[key] = [e.text for e in res.entities if e.label in codes]
+    return UniNluOut(text=body.text, result=result)
+
+
+def _plan(models: object, keys: list[str], sentiment_model: str) -> dict[str, list[str]]:
+    """Which served model answers each schema key (first NER model that knows the name)."""
+    plan: dict[str, list[str]] = {}
+    unknown = []
+    ner_models = [m for m in models if isinstance(m, Model) and m.task == "ner"]  # type: ignore[attr-defined]
+    for key in keys:
+        if key in SENTIMENT_KEYS:
+            plan.setdefault(sentiment_model, []).append(key)
+            continue
+        owner = next((m for m in ner_models if _knows(m, key)), None)
+        if owner is None:
+            unknown.append(key)
+        else:
+            plan.setdefault(owner.name, []).append(key)
+    if unknown:
+        valid = sorted({lab.zh for m in ner_models for lab in m.labels} | {"情感分类"})
+        raise ProblemError(
+            422,
+            "unknown-label",
+            "Unknown schema key",
+            f"no served model recognises {unknown}",
+            valid_labels=valid,
+        )
+    return plan
+
+
+def _knows(model: Model, key: str) -> bool:
+    try:
+        model.resolve_labels([key])
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from nluserve.api.deps import InferenceDep
+from nluserve.api.schemas import Health
+from nluserve.observability import metrics
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="Models loaded and backing stores reachable",
+    responses={503: {"model": Health}},
+)
+async def readyz(request: Request, service: InferenceDep) -> Response:
+    checks = {name: "ok" if name in service.batchers else "not started" for name in service.models}
+    for name, probe in getattr(request.app.state, "readiness_probes", {}).items():
+        try:
+            await probe()
+            checks[name] = "ok"
+        except Exception as exc:  # a probe failure is the answer, not an error
+            checks[name] = f"unreachable: {type(exc).__name__}"
+    ready = bool(checks) and all(v == "ok" for v in checks.values())
+    body = Health(status="ready" if ready else "not ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (all workers)", include_in_schema=False)
+async def prometheus(service: InferenceDep) -> Response:
+    for name, batcher in service.batchers.items():
+        metrics.QUEUE_DEPTH.labels(name).set(batcher.depth)
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,69 @@
+"""Prometheus metrics, correct across gunicorn workers via prometheus_client's multiprocess mode.
+
+``nluserve serve`` sets PROMETHEUS_MULTIPROC_DIR before this module is imported when it runs
+several workers; each worker then writes its own files and /metrics aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from nluserve.runtime.batcher import BatchObserver
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+REQUESTS = Counter("nluserve_http_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram(
+    "nluserve_http_request_duration_seconds", "HTTP latency", ["route", "method"], buckets=_LATENCY
+)
+INFERENCE = Histogram(
+    "nluserve_inference_duration_seconds", "Inference time per batch", ["model"], buckets=_LATENCY
+)
+BATCH_SIZE = Histogram(
+    "nluserve_batch_size_texts",
+    "Texts per inference batch",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+QUEUE_DEPTH = Gauge(
+    "nluserve_queue_depth", "Calls waiting per model", ["model"], multiprocess_mode="livesum"
+)
+REJECTED = Counter("nluserve_rejected_total", "Calls rejected or dropped, by reason", ["reason"])
+MODEL_INFO = Gauge(
+    "nluserve_model_info", "Served models", ["model", "version", "task"], multiprocess_mode="max"
+)
+QUOTA_STORE_ERRORS = Counter(
+    "nluserve_quota_store_errors_total", "Quota store failures", ["backend"]
+)
+
+
+class MetricsObserver(BatchObserver):
+    """Feeds batch events from the batcher into the histograms above."""
+
+    def batch(self, model: str, size: int, seconds: float) -> None:
+        INFERENCE.labels(model).observe(seconds)
+        BATCH_SIZE.labels(model).observe(size)
+
+    def dropped(self, model: str, reason: str) -> None:
+        REJECTED.labels(reason).inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: aggregated over worker processes when running multi-process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""Process management: uvicorn for one worker, gunicorn with uvicorn workers for several."""

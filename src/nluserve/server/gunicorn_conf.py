@@ -1,0 +1,46 @@
+"""Gunicorn settings (``gunicorn -c python:nluserve.server.gunicorn_conf nluserve.server.asgi:app``).
+
+Values come from the same NLUSERVE_* settings as everything else.
+- preload_app: the app (and its models) is built once in the master before fork, so N workers
+  share one copy of the weights (copy-on-write pages that nobody writes);
+- worker_class: uvicorn's ASGI worker; inference threads start in each worker's lifespan;
+- timeout / graceful_timeout: a stuck worker is replaced; on SIGTERM in-flight calls get
+  ``graceful_timeout_s`` to finish while the listening socket is closed;
+- max_requests with jitter: workers are recycled one at a time, never all at once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nluserve.settings import Settings
+
+_settings = Settings()
+
+bind = (
+    [f"{_settings.host}:{_settings.port}"]
+    if not _settings.host.startswith("unix:")
+    else [_settings.host]
+)
+workers = _settings.workers
+worker_class = "uvicorn_worker.UvicornWorker"
+preload_app = True
+timeout = int(_settings.request_timeout_s * 2 + 10)
+graceful_timeout = int(_settings.graceful_timeout_s)
+keepalive = 5
+max_requests = 20_000
+max_requests_jitter = 2_000
+accesslog = None  # nluserve logs its own access lines (with request ids, without bodies)
+errorlog = "-"
+loglevel = _settings.log_level
+forwarded_allow_ips = ",".join(_settings.trusted_proxies)
+proxy_allow_ips = forwarded_allow_ips
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the shared metrics directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,79 @@
+"""Starting the service: uvicorn in-process for one worker, gunicorn for several."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from nluserve.settings import Settings
+
+
+def prepare_metrics_dir(settings: Settings) -> None:
+    """Multi-process Prometheus needs a fresh shared directory before prometheus_client loads."""
+    path = settings.data_dir.resolve() / "prometheus"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT; in-flight calls get the graceful timeout to finish."""
+    from nluserve.observability.logging import configure
+
+    configure(settings.log_level, settings.log_json)
+    if settings.workers == 1:
+        import uvicorn
+
+        from nluserve.api.app import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+            forwarded_allow_ips=",".join(settings.trusted_proxies),
+            proxy_headers=True,
+        )
+        return
+    _gunicorn(settings)
+
+
+def _gunicorn(settings: Settings) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from nluserve.api.app import create_app
+    from nluserve.server import gunicorn_conf
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key in (
+                "worker_class",
+                "preload_app",
+                "timeout",
+                "graceful_timeout",
+                "keepalive",
+                "max_requests",
+                "max_requests_jitter",
+                "accesslog",
+                "errorlog",
+                "loglevel",
+                "forwarded_allow_ips",
+                "proxy_allow_ips",
+                "child_exit",
+            ):
+                self.cfg.set(key, getattr(gunicorn_conf, key))
+            self.cfg.set("workers", settings.workers)
+            bind = (
+                settings.host
+                if settings.host.startswith("unix:")
+                else f"{settings.host}:{settings.port}"
+            )
+            self.cfg.set("bind", [bind])
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    Application().run()

@@ -1,0 +1,1 @@
+"""Services: plain Python between the HTTP layer and the adapters."""

@@ -1,0 +1,94 @@
+"""The inference service: loaded models, their batchers, and one predict call."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nluserve.errors import ModelNotFoundError, NluserveError
+from nluserve.runtime.batcher import Batcher, BatchObserver, keep_labels
+from nluserve.runtime.model import Model, load_model
+from nluserve.runtime.results import Result
+from nluserve.settings import Settings
+
+
+class WrongTaskError(NluserveError):
+    """A shortcut route was pointed at a model of another task."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The results of one call with what produced them."""
+
+    model: Model
+    results: list[Result]
+    seconds: float
+
+
+class InferenceService:
+    """Owns models for the process lifetime; batchers live between start() and stop()."""
+
+    def __init__(self, models: dict[str, Model], settings: Settings) -> None:
+        self.models = models
+        self.settings = settings
+        self.batchers: dict[str, Batcher] = {}
+
+    @classmethod
+    def load(cls, settings: Settings) -> InferenceService:
+        """Load every configured model. Runs before workers fork, so the weights stay shared.
+
+        Sessions use one intra-op thread: parallelism comes from several runner threads per
+        process calling the same session, so no ORT thread pool is lost across fork().
+        """
+        models = {}
+        for ref in settings.models:
+            model = load_model(ref, threads=1)
+            models[model.name] = model
+        return cls(models, settings)
+
+    def start(self, observer: BatchObserver | None = None) -> None:
+        """Create one batcher per model (after fork: it owns threads)."""
+        s = self.settings
+        self.batchers = {
+            name: Batcher(
+                model,
+                s.threads_per_process(),
+                s.max_batch_texts,
+                s.batch_tokens,
+                s.max_queue_chars,
+                observer,
+            )
+            for name, model in self.models.items()
+        }
+
+    async def stop(self, timeout: float) -> None:
+        """Finish queued work within ``timeout`` seconds, then release the threads."""
+        for batcher in self.batchers.values():
+            await batcher.close(timeout)
+
+    def get(self, name: str, task: str | None = None) -> Model:
+        """A served model by name; ``task`` checks it is the right kind."""
+        model = self.models.get(name)
+        if model is None:
+            raise ModelNotFoundError(
+                f"unknown model {name!r}; served models: {', '.join(self.models)}"
+            )
+        if task and model.task != task:
+            raise WrongTaskError(f"model {name!r} is a {model.task} model, not {task}")
+        return model
+
+    async def predict(
+        self,
+        model: Model,
+        texts: Sequence[str],
+        labels: Sequence[str] | None,
+        request_id: str,
+        timeout: float | None = None,
+    ) -> Prediction:
+        """Validate the schema, queue the texts, wait for this call's own results."""
+        codes = model.resolve_labels(labels) if labels else None
+        started = time.monotonic()
+        deadline = started + (timeout or self.settings.request_timeout_s)
+        results = await self.batchers[model.name].submit(texts, deadline, request_id)
+        return Prediction(model, keep_labels(results, codes), time.monotonic() - started)

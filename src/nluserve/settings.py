@@ -1,0 +1,68 @@
+"""Service settings: one pydantic-settings object, built (never imported) and passed to create_app."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+class Settings(BaseSettings):
+    """Every field is also an ``NLUSERVE_<NAME>`` environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="NLUSERVE_", env_file=None, extra="ignore")
+
+    host: str = Field(
+        "127.0.0.1", description="bind address; loopback unless a proxy says otherwise"
+    )
+    port: int = Field(8000, ge=0, le=65535, description="bind port")
+    workers: int = Field(1, ge=1, description="HTTP worker processes (gunicorn when > 1)")
+    models: list[str] = Field(
+        default_factory=lambda: ["general", "medical", "sentiment"],
+        description="model names or directories to serve",
+    )
+    default_ner_model: str = Field("general", description="model of POST /v1/ner without `model`")
+    sentiment_model: str = Field("sentiment", description="model of POST /v1/sentiment")
+    data_dir: Path = Field(Path(".data"), description="SQLite database, spool and state")
+
+    max_body_bytes: int = Field(1_048_576, gt=0, description="request body limit (413 above)")
+    max_text_chars: int = Field(10_000, gt=0, description="characters per text (422 above)")
+    max_total_chars: int = Field(100_000, gt=0, description="characters per call (422 above)")
+    max_texts: int = Field(64, gt=0, description="texts per call (422 above)")
+
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="deadline per call: queued past it is 504"
+    )
+    max_queue_chars: int = Field(
+        200_000, gt=0, description="queued characters per model before 503"
+    )
+    max_batch_texts: int = Field(32, gt=0, description="texts per inference batch")
+    batch_tokens: int = Field(
+        4096, gt=0, description="padded characters (longest x count) per batch"
+    )
+    inference_threads: int = Field(
+        0,
+        ge=0,
+        description="inference threads per process; 0 = cores / workers (never more than the cores in all)",
+    )
+    graceful_timeout_s: float = Field(20.0, gt=0, description="SIGTERM: time for in-flight calls")
+
+    log_level: str = Field("info", description="debug, info, warning, error")
+    log_json: bool = Field(True, description="structured JSON logs (false: plain text)")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="peers whose X-Forwarded-* headers are believed",
+    )
+
+    def threads_per_process(self) -> int:
+        """Inference threads in each worker so that workers x threads <= cores."""
+        if self.inference_threads:
+            return self.inference_threads
+        return max(1, usable_cores() // self.workers)

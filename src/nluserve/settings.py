@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,8 +61,37 @@ class Settings(BaseSettings):
         description="peers whose X-Forwarded-* headers are believed",
     )
 
+    auth: bool = Field(True, description="require API keys/tokens (false: open, single-user)")
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL; default SQLite in data_dir"
+    )
+    redis_url: SecretStr | None = Field(None, description="Redis for quotas across machines")
+    quota_fail_open: bool = Field(False, description="admit calls when Redis is unreachable")
+    key_pepper: SecretStr | None = Field(
+        None, description="HMAC pepper for API keys (required with PostgreSQL)"
+    )
+    admin_key: SecretStr | None = Field(None, description="admin API key to install on first start")
+    jwt_issuer: str = Field("nluserve", description="`iss` of issued tokens")
+    jwt_audience: str = Field("nluserve-api", description="`aud` of issued tokens")
+    token_ttl_s: int = Field(900, gt=0, le=3600, description="token lifetime (at most 1 h)")
+    auth_cache_s: float = Field(
+        2.0, gt=0, le=10, description="how stale tenant status/revocations may be"
+    )
+    audit_text: bool = Field(False, description="store raw request text in the audit log")
+    default_quota_daily: int = Field(10_000, ge=0, description="calls per UTC day for new tenants")
+    default_rate_per_s: float = Field(10.0, gt=0, description="sustained calls/s for new tenants")
+    default_burst: int = Field(20, gt=0, description="burst size for new tenants")
+
     def threads_per_process(self) -> int:
         """Inference threads in each worker so that workers x threads <= cores."""
         if self.inference_threads:
             return self.inference_threads
         return max(1, usable_cores() // self.workers)
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """The data directory holds the database, secrets and spool: owner-only access."""
+    path = settings.data_dir
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path

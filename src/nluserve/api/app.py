@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +12,16 @@ from fastapi import FastAPI
 from nluserve import __version__
 from nluserve.api import problems
 from nluserve.api.middleware import BodyLimit, RequestContext
-from nluserve.api.routes import compat, health, models, predict
+from nluserve.api.routes import auth, compat, health, models, predict, usage
+from nluserve.audit.recorder import AuditRecorder
 from nluserve.observability import metrics
+from nluserve.quota.base import QuotaStore
+from nluserve.quota.sqlite import SqliteQuotaStore
 from nluserve.services.inference import InferenceService
 from nluserve.settings import Settings
+from nluserve.tenancy.auth import Authenticator
+from nluserve.tenancy.gate import Gate
+from nluserve.tenancy.service import TenancyService
 
 log = logging.getLogger("nluserve")
 
@@ -27,37 +34,93 @@ Every error is `application/problem+json` (RFC 9457). Offsets are Python string 
 
 
 def create_app(
-    settings: Settings | None = None, inference: InferenceService | None = None
+    settings: Settings | None = None,
+    inference: InferenceService | None = None,
+    tenancy: TenancyService | None = None,
 ) -> FastAPI:
-    """Build the ASGI app. Models load here (before any fork); threads start in the lifespan."""
+    """Build the ASGI app. Models load here (before any fork); threads and connections start
+    in the lifespan, i.e. in each worker after the fork."""
     settings = settings or Settings()
     service = inference or InferenceService.load(settings)
+    if tenancy is None and settings.auth:
+        tenancy = TenancyService.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start(metrics.MetricsObserver())
         for model in service.models.values():
             metrics.MODEL_INFO.labels(model.name, model.manifest.version, model.task).set(1)
+        gate = await _start_tenancy(app, settings, tenancy) if tenancy else None
         log.info(
             "ready",
             extra={
                 "fields": {
                     "models": list(service.models),
+                    "auth": gate is not None,
                     "threads": settings.threads_per_process(),
                 }
             },
         )
         yield
         await service.stop(settings.graceful_timeout_s)
+        if gate is not None:
+            await _stop_tenancy(app, gate)
         log.info("stopped")
 
     app = FastAPI(title="nluserve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.inference = service
     app.state.readiness_probes = {}
+    app.state.gate = None
+    app.state.tenancy = tenancy
     problems.install(app)
-    for module in (predict, models, compat, health):
+    for module in (predict, models, compat, health, auth, usage):
         app.include_router(module.router)
+    app.include_router(usage.admin)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app
+
+
+async def _start_tenancy(app: FastAPI, settings: Settings, tenancy: TenancyService) -> Gate:
+    tenancy.repo.engine.dispose(close=False)  # connections opened before fork are not ours
+    quota: QuotaStore
+    if settings.redis_url:
+        from nluserve.quota.redis import RedisQuotaStore
+
+        quota = RedisQuotaStore(settings.redis_url.get_secret_value(), settings.quota_fail_open)
+    else:
+        quota = SqliteQuotaStore(settings.data_dir / "quota.db")
+    authenticator = Authenticator(
+        tenancy.repo, tenancy.pepper, tenancy.codec, settings.auth_cache_s
+    )
+    await authenticator.refresh_signing_keys(force=True)
+    audit = AuditRecorder(tenancy.repo, settings.data_dir / "spool")
+    audit.start()
+    gate = Gate(authenticator, quota, audit, settings.audit_text)
+    app.state.gate = gate
+    app.state.readiness_probes = {
+        "database": lambda: asyncio.to_thread(tenancy.repo.ping),
+        "quota": quota.ping,
+    }
+    app.state.touch_task = asyncio.get_running_loop().create_task(_touch_keys(gate, tenancy))
+    return gate
+
+
+async def _touch_keys(gate: Gate, tenancy: TenancyService) -> None:
+    """Write keys' last-used times every few seconds instead of on every call."""
+    while True:
+        await asyncio.sleep(5)
+        used = gate.auth.take_used()
+        if used:
+            try:
+                await asyncio.to_thread(tenancy.repo.touch_keys, used)
+            except Exception:
+                log.warning("could not record key use; will retry")
+                gate.auth._used.update(used)
+
+
+async def _stop_tenancy(app: FastAPI, gate: Gate) -> None:
+    app.state.touch_task.cancel()
+    await gate.audit.stop()
+    await gate.quota.close()

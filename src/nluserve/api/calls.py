@@ -8,16 +8,14 @@ from collections.abc import Sequence
 from fastapi import Request
 
 from nluserve.api.deps import Caller
-from nluserve.api.problems import ProblemError, from_service_error
+from nluserve.api.problems import ClientGone, ProblemError, from_service_error
 from nluserve.errors import NluserveError
 from nluserve.observability import metrics
+from nluserve.quota.base import QuotaUnavailable
 from nluserve.runtime.model import Model
 from nluserve.services.inference import InferenceService, Prediction
 from nluserve.settings import Settings
-
-
-class ClientGone(Exception):
-    """The client disconnected before its results were ready."""
+from nluserve.tenancy.gate import Gate, QuotaExceeded, policy_of, ratelimit_headers
 
 
 def check_limits(texts: Sequence[str], settings: Settings, field: str) -> None:
@@ -88,6 +86,71 @@ def resolve(service: InferenceService, name: str, task: str | None = None) -> Mo
 
 
 async def run_prediction(
+    request: Request,
+    service: InferenceService,
+    caller: Caller,
+    model: Model,
+    texts: Sequence[str],
+    labels: Sequence[str] | None,
+    request_id: str,
+) -> Prediction:
+    """Take quota, queue the call, give the quota back if it did not run, audit it."""
+    gate: Gate | None = request.app.state.gate
+    if gate is None or caller.principal is None:
+        return await _queue(request, service, model, texts, labels, request_id)
+    if labels:
+        try:
+            model.resolve_labels(labels)  # a schema error is a validation error: it costs nothing
+        except NluserveError as exc:
+            raise from_service_error(exc) from exc
+    policy = policy_of(caller.principal)
+    try:
+        ticket = await gate.admit(caller.principal)
+    except QuotaExceeded as exc:
+        headers = {
+            **ratelimit_headers(policy, exc.decision),
+            "Retry-After": str(exc.decision.retry_after),
+        }
+        request.scope["state"]["ratelimit_headers"] = headers
+        metrics.REJECTED.labels(f"quota-{exc.decision.violated}").inc()
+        raise ProblemError(
+            429,
+            "quota-exceeded",
+            "Too many requests",
+            str(exc),
+            headers=headers,
+            policy=exc.decision.violated,
+        ) from exc
+    except QuotaUnavailable as exc:
+        metrics.QUOTA_STORE_ERRORS.labels("redis").inc()
+        raise ProblemError(
+            503,
+            "quota-store-unavailable",
+            "Quota store unavailable",
+            str(exc),
+            headers={"Retry-After": "1"},
+        ) from exc
+    request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, ticket.decision)
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    status = 500
+    try:
+        pred = await _queue(request, service, model, texts, labels, request_id)
+        status = 200
+        return pred
+    except ProblemError as exc:
+        status = exc.status
+        if exc.status in (503, 504):
+            await gate.give_back(ticket)  # it did not run: it costs the tenant nothing
+        raise
+    except ClientGone:
+        status = 499
+        await gate.give_back(ticket)
+        raise
+    finally:
+        gate.record(ticket, request_id, route, model.name, model.task, list(texts), status)
+
+
+async def _queue(
     request: Request,
     service: InferenceService,
     model: Model,

@@ -7,18 +7,24 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from nluserve.api.problems import ProblemError
+from nluserve.quota.base import QuotaUnavailable
 from nluserve.services.inference import InferenceService
 from nluserve.settings import Settings
+from nluserve.tenancy.auth import AuthError, Principal, TenantDisabled
+from nluserve.tenancy.gate import Gate, policy_of, ratelimit_headers
+from nluserve.tenancy.service import TenancyService
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling. Tenancy replaces ``authenticate`` on app.state; routes do not change."""
+    """Who is calling: anonymous when auth is off, else the authenticated principal."""
 
     tenant: str | None = None
     key_id: str | None = None
     scopes: frozenset[str] | None = None  # None: every model
     admin: bool = False
+    principal: Principal | None = None
 
     def may_use(self, model: str, task: str) -> bool:
         """Scope check by model name or task."""
@@ -39,11 +45,49 @@ def get_inference(request: Request) -> InferenceService:
 
 
 async def get_caller(request: Request) -> Caller:
-    authenticate = getattr(request.app.state, "authenticate", None)
-    if authenticate is None:
+    """Authenticate once per request (401/403 as problem+json); sets the RateLimit headers."""
+    gate: Gate | None = request.app.state.gate
+    if gate is None:
         return ANONYMOUS
-    caller: Caller = await authenticate(request)
+    try:
+        principal = await gate.auth.authenticate(request.headers.get("authorization"))
+    except AuthError as exc:
+        raise ProblemError(
+            401,
+            "unauthorized",
+            "Authentication required",
+            str(exc),
+            headers={"WWW-Authenticate": 'Bearer realm="nluserve"'},
+        ) from exc
+    except TenantDisabled as exc:
+        raise ProblemError(403, "tenant-disabled", "Tenant disabled", str(exc)) from exc
+    request.state.tenant_name = principal.tenant.name
+    request.scope.setdefault("state", {})["tenant_name"] = principal.tenant.name
+    policy = policy_of(principal)
+    decision = None
+    if request.method == "GET":
+        try:
+            decision = await gate.quota.peek(principal.tenant.id, policy)
+        except QuotaUnavailable:
+            decision = None
+    request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, decision)
+    t = principal.tenant
+    return Caller(t.name, principal.key_id, principal.scopes(), t.admin, principal)
+
+
+async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    if not caller.admin:
+        raise ProblemError(403, "forbidden", "Admin only", "this key is not an admin key")
     return caller
+
+
+def get_tenancy(request: Request) -> TenancyService:
+    service: TenancyService | None = request.app.state.tenancy
+    if service is None:
+        raise ProblemError(
+            404, "not-found", "Not found", "tenancy is disabled (NLUSERVE_AUTH=false)"
+        )
+    return service
 
 
 def get_request_id(request: Request) -> str:
@@ -55,3 +99,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+AdminDep = Annotated[Caller, Depends(get_admin)]
+TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]

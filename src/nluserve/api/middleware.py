@@ -42,6 +42,10 @@ class RequestContext:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
+                existing = {k.lower() for k, _ in headers}
+                for name, value in scope.get("state", {}).get("ratelimit_headers", {}).items():
+                    if name.lower().encode() not in existing:
+                        headers.append((name.lower().encode(), value.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

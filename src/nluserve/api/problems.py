@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,6 +30,10 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(None, description="field-level validation errors")
     valid_labels: list[str] | None = None
     policy: str | None = Field(None, description="the rate-limit policy a 429 violated")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its results were ready; nobody reads the answer."""
 
 
 class ProblemError(Exception):
@@ -153,6 +157,10 @@ def install(app: FastAPI) -> None:
                 exc.status_code, slug, title, str(exc.detail), headers=dict(exc.headers or {})
             ),
         )
+
+    @app.exception_handler(ClientGone)
+    async def _gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nluserve.cli import predict_cmd, serve_cmd, train_cmd
+from nluserve.cli import predict_cmd, serve_cmd, tenant_cmd, train_cmd
 from nluserve.cli.model_cmd import model_app
 
 app = typer.Typer(
@@ -19,6 +19,12 @@ app.command(name="train")(train_cmd.train)
 app.command(name="predict")(predict_cmd.predict)
 app.command(name="eval")(predict_cmd.evaluate)
 app.add_typer(model_app, name="model")
+app.command(name="migrate")(tenant_cmd.migrate)
+app.command(name="usage")(tenant_cmd.usage)
+app.add_typer(tenant_cmd.tenant_app, name="tenant")
+app.add_typer(tenant_cmd.key_app, name="key")
+app.add_typer(tenant_cmd.token_app, name="token")
+app.add_typer(tenant_cmd.signing_app, name="signing-key")
 
 
 def main() -> None:

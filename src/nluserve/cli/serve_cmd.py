@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from nluserve.cli.output import fail
+from nluserve.cli.output import err_console, fail
 from nluserve.errors import NluserveError
+from nluserve.settings import Settings, ensure_data_dir
 
 
 def serve(
@@ -19,7 +20,6 @@ def serve(
     """Serve the HTTP API (SQLite + bundled models unless configured otherwise)."""
     from nluserve.server.run import prepare_metrics_dir
     from nluserve.server.run import serve as run_server
-    from nluserve.settings import Settings
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -31,10 +31,38 @@ def serve(
     if models is not None:
         overrides["models"] = [m for m in models.split(",") if m]
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
+    if settings.auth:
+        _prepare_tenancy(settings)
     if settings.workers > 1:
         prepare_metrics_dir(settings)
     try:
         run_server(settings)
     except NluserveError as exc:
         fail(str(exc))
+
+
+def _prepare_tenancy(settings: Settings) -> None:
+    """Embedded SQLite: migrate here, once, before any worker. Shared databases: `nluserve
+    migrate` is a separate deploy step (ExecStartPre, a Job), so only check the revision."""
+    from nluserve.db.migrate import MIGRATIONS, current, upgrade
+    from nluserve.tenancy.service import TenancyService, database_url
+
+    url = database_url(settings)
+    try:
+        if url.startswith("sqlite"):
+            upgrade(url)
+        service = TenancyService.from_settings(settings)
+        head = sorted(p.stem.split("_")[0] for p in (MIGRATIONS / "versions").glob("*.py"))[-1]
+        if current(service.repo.engine) != head:
+            fail("the database schema is not current: run `nluserve migrate` first")
+        service.ensure_signing_key()
+        admin_key = service.bootstrap_admin()
+        service.repo.close()
+    except NluserveError as exc:
+        fail(str(exc))
+    if admin_key:
+        # Printed once to the terminal, never to the logs; only its hash is stored.
+        err_console.print(
+            f"[bold yellow]Created the admin tenant. Admin API key (shown once):[/]\n{admin_key}"
+        )

@@ -32,6 +32,10 @@ def train(
     max_minutes: Annotated[float, typer.Option(help="stop after this many minutes")] = 55.0,
     hidden: Annotated[int, typer.Option(help="LSTM units per direction")] = 192,
     lr: Annotated[float, typer.Option()] = 2e-3,
+    dropout: Annotated[float, typer.Option(help="dropout on embeddings and encoder outputs")] = 0.3,
+    augment: Annotated[
+        int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
+    ] = 0,
     seed: Annotated[int, typer.Option()] = 13,
     val_fraction: Annotated[
         float, typer.Option(help="share of the file held out for validation")
@@ -67,6 +71,8 @@ def train(
         patience=patience,
         max_minutes=max_minutes,
         hidden=hidden,
+        dropout=dropout,
+        augment=augment,
         lr=lr,
         seed=seed,
         val_fraction=val_fraction,

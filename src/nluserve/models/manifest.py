@@ -52,6 +52,9 @@ class Manifest(BaseModel):
     labels: list[Label]
     max_length: int = Field(gt=0)
     nested: bool = False
+    threshold: float = Field(
+        0.0, description="span logit above which an entity is kept (calibrated on validation)"
+    )
     graph: str = "model.onnx"
     training: TrainingInfo | None = None
     metrics: dict[str, dict[str, object]] = Field(default_factory=dict)

@@ -29,16 +29,18 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
-def decode_spans(logits: np.ndarray, length: int, nested: bool) -> list[Span]:
+def decode_spans(
+    logits: np.ndarray, length: int, nested: bool, threshold: float = 0.0
+) -> list[Span]:
     """Spans from one text's ``(labels, L, L)`` span logits: every ``(i, j)`` with logit > 0.
 
     Nested models keep all of them. Flat models keep a non-overlapping subset, best score first,
     because their training data never nests and a flat schema is what their users expect.
     """
     view = logits[:, :length, :length]
-    labels, starts, ends = np.nonzero(np.triu(view > 0.0))
+    labels, starts, ends = np.nonzero(np.triu(view > threshold))
     spans = [
-        Span(int(s), int(e) + 1, int(c), float(sigmoid(view[c, s, e])))
+        Span(int(s), int(e) + 1, int(c), float(sigmoid(view[c, s, e] - threshold)))
         for c, s, e in zip(labels, starts, ends, strict=True)
     ]
     return spans if nested else select_flat(spans)

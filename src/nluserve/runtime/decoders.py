@@ -73,15 +73,18 @@ def entity_types(tags: Sequence[str]) -> list[str]:
 class SpanMatrixDecoder:
     """nluserve's own char models: span logits ``(labels, L, L)`` over characters."""
 
+    def __init__(self, threshold: float = 0.0) -> None:
+        self.threshold = threshold
+
     def __call__(
         self, output: np.ndarray, inputs: Mapping[str, np.ndarray], length: int
     ) -> list[Span]:
-        """Every span with a positive logit.
+        """Every span with a logit above the model's calibrated threshold.
 
         All candidates, even for flat models: flat selection runs once, after the windows are
         merged, so a span cut by a window edge can never suppress a whole one.
         """
-        return decode_spans(output, length, nested=True)
+        return decode_spans(output, length, nested=True, threshold=self.threshold)
 
 
 class TagDecoder:
@@ -144,7 +147,7 @@ class TagDecoder:
 def decoder_for(manifest: Manifest) -> SpanDecoder:
     """The span decoder of an NER model directory, chosen by its encoder."""
     if manifest.encoder == "char":
-        return SpanMatrixDecoder()
+        return SpanMatrixDecoder(manifest.threshold)
     tags = (manifest.model_extra or {}).get("tags")
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ModelIntegrityError(f"{manifest.name}: a wordpiece NER manifest needs a 'tags' list")

@@ -39,6 +39,9 @@ def export_onnx(net: Net, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
+        # torch ignores its own tracer warnings with a filter added at import; a warnings=error
+        # context entered after that import (pytest's, per test) would otherwise override it.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             net,
             example,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -44,6 +45,9 @@ class TrainConfig:
     limit: int | None = None  # first N examples only (smoke runs)
     nested: bool = False
     hidden: int = 192
+    dropout: float = 0.3
+    augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
+    calibrate: bool = True
     lexicon: Path | None = None
     threads: int | None = None
     description: str = ""
@@ -89,6 +93,36 @@ def training_windows(examples: list[Example], max_length: int) -> list[Example]:
     return out
 
 
+def augment(examples: list[Example], copies: int, seed: int) -> list[Example]:
+    """Entity replacement: copies of sentences whose entities are swapped for other training
+    mentions of the same type. Only sentences without overlapping spans are used."""
+    if copies <= 0:
+        return []
+    rng = random.Random(seed + 1)
+    mentions: dict[str, list[str]] = {}
+    for ex in examples:
+        for sp in ex.spans:
+            mentions.setdefault(sp.label, []).append(ex.text[sp.start : sp.end])
+    out: list[Example] = []
+    for ex in examples:
+        spans = sorted(ex.spans, key=lambda sp: sp.start)
+        if not spans or any(a.end > b.start for a, b in itertools.pairwise(spans)):
+            continue
+        for _ in range(copies):
+            pieces, new_spans, pos, cursor = [], [], 0, 0
+            for sp in spans:
+                pieces.append(ex.text[cursor : sp.start])
+                pos += sp.start - cursor
+                mention = rng.choice(mentions[sp.label])
+                new_spans.append(GoldSpan(pos, pos + len(mention), sp.label))
+                pieces.append(mention)
+                pos += len(mention)
+                cursor = sp.end
+            pieces.append(ex.text[cursor:])
+            out.append(Example("".join(pieces), new_spans))
+    return out
+
+
 def _batches(n_items: int, lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
     idx = list(range(n_items))
     rng.shuffle(idx)
@@ -127,7 +161,9 @@ def train(cfg: TrainConfig) -> Manifest:
     lexicon = Lexicon.load(cfg.lexicon) if cfg.lexicon else Lexicon(set())
     vocab = Vocab.build(e.text for e in train_ex)
     if cfg.task == "ner":
-        train_items = training_windows(train_ex, cfg.max_length)
+        train_items = training_windows(
+            train_ex + augment(train_ex, cfg.augment, cfg.seed), cfg.max_length
+        )
     else:
         train_items = [Example(e.text[: cfg.max_length], [], e.label) for e in train_ex]
     net_cfg = NetConfig(
@@ -136,9 +172,12 @@ def train(cfg: TrainConfig) -> Manifest:
         n_labels=len(codes),
         task=cfg.task,
         hidden=cfg.hidden,
+        dropout=cfg.dropout,
     )
     net = Net(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    # Halve the step size whenever validation stalls: late epochs refine instead of overfitting.
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1)
     manifest = Manifest(
         name=cfg.name,
         version=cfg.version,
@@ -192,6 +231,7 @@ def train(cfg: TrainConfig) -> Manifest:
             f"epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)",
             file=sys.stderr,
         )
+        sched.step(score)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -202,6 +242,9 @@ def train(cfg: TrainConfig) -> Manifest:
     assert best_state is not None
     net.load_state_dict(best_state)
     net.eval()
+    if cfg.task == "ner" and cfg.calibrate:
+        manifest = _calibrate(manifest, net, encoder, val_ex)
+        evaluator = Model(manifest, TorchBackend(net), encoder)
     final = evaluate(evaluator, val_ex)
     manifest.training = manifest.training or None
     from nluserve.models.manifest import TrainingInfo
@@ -227,6 +270,36 @@ def train(cfg: TrainConfig) -> Manifest:
         "history.json": json.dumps(history, indent=2),
     }
     return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra)
+
+
+class _CachingBackend:
+    """Runs each distinct batch once: threshold calibration re-decodes the same outputs."""
+
+    def __init__(self, inner: TorchBackend) -> None:
+        self.inner = inner
+        self.cache: dict[bytes, np.ndarray] = {}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        key = feeds["chars"].tobytes() + feeds["lengths"].tobytes()
+        if key not in self.cache:
+            self.cache[key] = self.inner.run(feeds)
+        return self.cache[key]
+
+
+def _calibrate(manifest: Manifest, net: Net, encoder, val_ex: list[Example]) -> Manifest:  # type: ignore[no-untyped-def]
+    """Choose the span threshold with the best validation F1 (model selection, like the epoch)."""
+    backend = _CachingBackend(TorchBackend(net))
+    best_t, best_f = 0.0, -1.0
+    for t in (0.0, -0.25, -0.5, -0.75, -1.0, -1.5, -2.0, 0.25, 0.5, 1.0):
+        f1 = float(
+            evaluate(Model(manifest.model_copy(update={"threshold": t}), backend, encoder), val_ex)[
+                "f1"
+            ]
+        )  # type: ignore[arg-type]
+        tqdm.write(f"threshold {t:+.2f}: validation F1 {f1:.2f}", file=sys.stderr)
+        if f1 > best_f + 1e-9:
+            best_t, best_f = t, f1
+    return manifest.model_copy(update={"threshold": best_t})
 
 
 def evaluate(model: Model, examples: Sequence[Example]) -> dict[str, object]:

@@ -48,7 +48,7 @@ async def predict_ner(
     model = resolve(service, settings.default_ner_model, "ner")
     authorize(caller, model)
     check_limits([body.text], settings, "text")
-    pred = await run_prediction(request, service, model, [body.text], None, request_id)
+    pred = await run_prediction(request, service, caller, model, [body.text], None, request_id)
     [res] = pred.results
     assert isinstance(res, NerResult)
     ents = [CompatEntity(text=e.text, type=e.label, start=e.start, end=e.end) for e in res.entities]
@@ -82,7 +82,7 @@ async def uninlu(
     for model_name, keys in plan.items():
         model = resolve(service, model_name)
         authorize(caller, model)
-        pred = await run_prediction(request, service, model, [body.text], None, request_id)
+        pred = await run_prediction(request, service, caller, model, [body.text], None, request_id)
         [res] = pred.results
         if isinstance(res, ClassResult):
             names = {lab.code: lab.zh for lab in model.labels}

@@ -31,7 +31,7 @@ async def predict(
     authorize(caller, model)
     texts = body.all_texts()
     check_limits(texts, settings, "text" if body.text is not None else "texts")
-    pred = await run_prediction(request, service, model, texts, body.labels, request_id)
+    pred = await run_prediction(request, service, caller, model, texts, body.labels, request_id)
     return prediction_out(pred, request_id)
 
 
@@ -48,7 +48,7 @@ async def ner(
     authorize(caller, model)
     texts = body.all_texts()
     check_limits(texts, settings, "text" if body.text is not None else "texts")
-    pred = await run_prediction(request, service, model, texts, body.labels, request_id)
+    pred = await run_prediction(request, service, caller, model, texts, body.labels, request_id)
     return prediction_out(pred, request_id)
 
 
@@ -65,5 +65,5 @@ async def sentiment(
     authorize(caller, model)
     texts = body.all_texts()
     check_limits(texts, settings, "text" if body.text is not None else "texts")
-    pred = await run_prediction(request, service, model, texts, None, request_id)
+    pred = await run_prediction(request, service, caller, model, texts, None, request_id)
     return prediction_out(pred, request_id)

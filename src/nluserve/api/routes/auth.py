@@ -1,0 +1,43 @@
+"""POST /v1/auth/token: exchange an API key for a short-lived JWT (OAuth-style answer)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from nluserve.api.deps import CallerDep, TenancyDep
+from nluserve.api.problems import ProblemError
+from nluserve.errors import NluserveError
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    scope: str
+
+
+@router.post("/token", response_model=TokenOut, summary="Exchange an API key for a JWT")
+async def token(caller: CallerDep, tenancy: TenancyDep) -> TokenOut:
+    if (
+        caller.principal is None
+        or caller.principal.key_id is None
+        or caller.principal.token_scopes is not None
+    ):
+        raise ProblemError(
+            401,
+            "unauthorized",
+            "API key required",
+            "send the API key (not a token) as the Bearer credential",
+        )
+    try:
+        access, expires_in = tenancy.issue_token(caller.principal.tenant, caller.principal.key_id)
+    except NluserveError as exc:
+        raise ProblemError(503, "no-signing-key", "Token signing unavailable", str(exc)) from exc
+    return TokenOut(
+        access_token=access,
+        expires_in=expires_in,
+        scope=" ".join(caller.principal.tenant.scopes or ("*",)),
+    )

@@ -1,0 +1,1 @@
+"""Database adapter: the only package that imports SQLAlchemy."""

@@ -1,0 +1,246 @@
+"""Repository: every SQL statement nluserve runs, returning plain values."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import sessionmaker
+
+from nluserve.db.engine import make_engine
+from nluserve.db.tables import ApiKeyRow, AuditRow, RevokedTokenRow, SigningKeyRow, TenantRow
+from nluserve.tenancy.values import AuditRecord, KeyRecord, Tenant, UsageRow
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything nluserve stores is UTC."""
+    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+
+
+def _tenant(row: TenantRow) -> Tenant:
+    return Tenant(
+        row.id,
+        row.name,
+        row.status,
+        row.admin,
+        row.quota_daily,
+        row.rate_per_s,
+        row.burst,
+        tuple(row.scopes or ()),
+        _aware(row.created_at) or now(),
+    )
+
+
+def _key(row: ApiKeyRow) -> KeyRecord:
+    return KeyRecord(
+        row.id,
+        row.tenant_id,
+        row.name,
+        row.digest,
+        _aware(row.created_at) or now(),
+        _aware(row.expires_at),
+        _aware(row.revoked_at),
+        _aware(row.last_used_at),
+    )
+
+
+class Repository:
+    """Thread-safe (a session per call); synchronous, so async callers use a thread."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # tenants
+    def create_tenant(
+        self,
+        name: str,
+        quota_daily: int,
+        rate_per_s: float,
+        burst: int,
+        scopes: Sequence[str],
+        admin: bool = False,
+    ) -> Tenant:
+        ts = now()
+        row = TenantRow(
+            id=uuid.uuid4().hex,
+            name=name,
+            status="active",
+            admin=admin,
+            quota_daily=quota_daily,
+            rate_per_s=rate_per_s,
+            burst=burst,
+            scopes=list(scopes),
+            created_at=ts,
+            updated_at=ts,
+        )
+        with self._sessions.begin() as s:
+            s.add(row)
+        return _tenant(row)
+
+    def tenant(self, id_or_name: str) -> Tenant | None:
+        with self._sessions() as s:
+            row = s.get(TenantRow, id_or_name) or s.scalar(
+                select(TenantRow).where(TenantRow.name == id_or_name)
+            )
+            return _tenant(row) if row else None
+
+    def tenants(self) -> list[Tenant]:
+        with self._sessions() as s:
+            return [_tenant(r) for r in s.scalars(select(TenantRow).order_by(TenantRow.created_at))]
+
+    def count_tenants(self) -> int:
+        with self._sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(TenantRow)) or 0)
+
+    def update_tenant(self, tenant_id: str, **fields: object) -> Tenant | None:
+        allowed = {"status", "quota_daily", "rate_per_s", "burst", "scopes", "name"}
+        values = {k: v for k, v in fields.items() if k in allowed and v is not None}
+        with self._sessions.begin() as s:
+            row = s.get(TenantRow, tenant_id)
+            if row is None:
+                return None
+            for k, v in values.items():
+                setattr(row, k, list(v) if k == "scopes" else v)  # type: ignore[call-overload]
+            row.updated_at = now()
+            return _tenant(row)
+
+    # keys
+    def add_key(
+        self, tenant_id: str, key_id: str, digest: str, name: str, expires_at: datetime | None
+    ) -> KeyRecord:
+        row = ApiKeyRow(
+            id=key_id,
+            tenant_id=tenant_id,
+            name=name,
+            digest=digest,
+            created_at=now(),
+            expires_at=expires_at,
+        )
+        with self._sessions.begin() as s:
+            s.add(row)
+        return _key(row)
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        with self._sessions() as s:
+            row = s.get(ApiKeyRow, key_id)
+            return _key(row) if row else None
+
+    def keys(self, tenant_id: str) -> list[KeyRecord]:
+        with self._sessions() as s:
+            q = (
+                select(ApiKeyRow)
+                .where(ApiKeyRow.tenant_id == tenant_id)
+                .order_by(ApiKeyRow.created_at)
+            )
+            return [_key(r) for r in s.scalars(q)]
+
+    def revoke_key(self, key_id: str) -> KeyRecord | None:
+        with self._sessions.begin() as s:
+            row = s.get(ApiKeyRow, key_id)
+            if row is None:
+                return None
+            row.revoked_at = row.revoked_at or now()
+            return _key(row)
+
+    def touch_keys(self, used: dict[str, datetime]) -> None:
+        with self._sessions.begin() as s:
+            for key_id, ts in used.items():
+                s.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=ts))
+
+    # signing keys and revocations
+    def add_signing_key(self, kid: str, private_pem: str, public_pem: str) -> None:
+        with self._sessions.begin() as s:
+            s.add(
+                SigningKeyRow(
+                    kid=kid, private_pem=private_pem, public_pem=public_pem, created_at=now()
+                )
+            )
+
+    def retire_signing_keys(self, except_kid: str) -> None:
+        with self._sessions.begin() as s:
+            s.execute(
+                update(SigningKeyRow)
+                .where(SigningKeyRow.kid != except_kid, SigningKeyRow.retired_at.is_(None))
+                .values(retired_at=now())
+            )
+
+    def signing_keys(self, verify_window: timedelta) -> list[tuple[str, str, str, bool]]:
+        """(kid, private_pem, public_pem, current) for keys that may still verify tokens."""
+        cutoff = now() - verify_window
+        with self._sessions() as s:
+            rows = s.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc())).all()
+            return [
+                (r.kid, r.private_pem, r.public_pem, r.retired_at is None)
+                for r in rows
+                if r.retired_at is None or (_aware(r.retired_at) or now()) > cutoff
+            ]
+
+    def revoke_jti(self, jti: str, expires_at: datetime) -> None:
+        with self._sessions.begin() as s:
+            s.merge(RevokedTokenRow(jti=jti, expires_at=expires_at))
+
+    def revoked_jtis(self) -> set[str]:
+        with self._sessions() as s:
+            q = select(RevokedTokenRow.jti).where(RevokedTokenRow.expires_at > now())
+            return set(s.scalars(q))
+
+    # audit and usage
+    def insert_audit(self, records: Iterable[AuditRecord]) -> int:
+        """Insert, ignoring request ids already stored (spool replays are idempotent)."""
+        rows = [r.__dict__ for r in records]
+        if not rows:
+            return 0
+        dialect = self.engine.dialect.name
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(AuditRow)
+        stmt = ins.values(rows).on_conflict_do_nothing(index_elements=["request_id"])
+        with self._sessions.begin() as s:
+            s.execute(stmt)
+        return len(rows)
+
+    def audit_count(self, tenant_id: str | None = None) -> int:
+        with self._sessions() as s:
+            q = select(func.count()).select_from(AuditRow)
+            if tenant_id:
+                q = q.where(AuditRow.tenant_id == tenant_id)
+            return int(s.scalar(q) or 0)
+
+    def usage(self, tenant_id: str | None, days: int) -> list[UsageRow]:
+        since = now() - timedelta(days=days)
+        with self._sessions() as s:
+            rows = s.execute(
+                select(
+                    AuditRow.ts,
+                    AuditRow.tenant_id,
+                    AuditRow.model,
+                    AuditRow.n_texts,
+                    AuditRow.chars,
+                    AuditRow.status,
+                )
+                .where(AuditRow.ts >= since)
+                .where(AuditRow.tenant_id == tenant_id if tenant_id else text("1=1"))
+            )
+            agg: dict[tuple[str, str, str], list[int]] = {}
+            for ts, tid, model, n_texts, chars, status in rows:
+                day = (_aware(ts) or now()).strftime("%Y-%m-%d")
+                acc = agg.setdefault((day, tid, model), [0, 0, 0, 0])
+                acc[0] += 1
+                acc[1] += n_texts if status < 400 else 0
+                acc[2] += chars if status < 400 else 0
+                acc[3] += 1 if status >= 400 else 0
+        return [UsageRow(d, t, m, *v) for (d, t, m), v in sorted(agg.items())]

@@ -1,0 +1,1 @@
+"""Quota stores: the daily quota and the burst rate limit, decided and counted atomically."""

@@ -1,0 +1,76 @@
+"""The QuotaStore protocol and its values, shared by the SQLite and Redis stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from nluserve.errors import NluserveError
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A tenant's limits: calls per UTC day and a token bucket (rate/s, burst)."""
+
+    quota_daily: int
+    rate_per_s: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one atomic check-and-count."""
+
+    allowed: bool
+    violated: str | None  # "daily" | "burst" | None
+    daily_used: int
+    burst_tokens: float
+    day: str
+    retry_after: int = 0
+    degraded: bool = False  # the store was unreachable and the operator chose fail-open
+
+    def daily_remaining(self, policy: Policy) -> int:
+        return max(0, policy.quota_daily - self.daily_used)
+
+
+class QuotaUnavailable(NluserveError):
+    """The quota store cannot be reached and the policy is to fail closed."""
+
+
+class QuotaStore(Protocol):
+    """Implementations decide and count in one atomic step on one authority."""
+
+    async def acquire(self, tenant_id: str, policy: Policy) -> Decision:
+        """Admit one call (count it) or refuse it (count nothing)."""
+        ...
+
+    async def release(self, tenant_id: str, day: str) -> None:
+        """Give back one admitted call that was then not run (overload, timeout)."""
+        ...
+
+    async def peek(self, tenant_id: str, policy: Policy) -> Decision:
+        """Current standing without counting anything."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the store is unreachable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def utc_day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def seconds_to_midnight(ts: float) -> int:
+    return max(1, DAY_S - int(ts) % DAY_S)
+
+
+def burst_retry_after(tokens: float, rate: float) -> int:
+    return max(1, int((1.0 - tokens) / rate + 0.999)) if rate > 0 else DAY_S

@@ -1,0 +1,108 @@
+"""SQLite quota store: exact across every worker of one machine.
+
+Each decision is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the
+read), so two workers can never both read "499 used" and both admit call 500. The stdlib
+sqlite3 driver is used directly: the transaction is three statements on a hot path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from nluserve.quota.base import Decision, Policy, burst_retry_after, seconds_to_midnight, utc_day
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS daily (tenant TEXT, day TEXT, used INTEGER, PRIMARY KEY (tenant, day));
+CREATE TABLE IF NOT EXISTS bucket (tenant TEXT PRIMARY KEY, tokens REAL, ts REAL);
+"""
+
+
+class SqliteQuotaStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _decide(self, tenant_id: str, policy: Policy, count: bool) -> Decision:
+        now = time.time()
+        day = utc_day(now)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT used FROM daily WHERE tenant=? AND day=?", (tenant_id, day)
+            ).fetchone()
+            used = int(row[0]) if row else 0
+            brow = conn.execute(
+                "SELECT tokens, ts FROM bucket WHERE tenant=?", (tenant_id,)
+            ).fetchone()
+            tokens = (
+                float(policy.burst)
+                if brow is None
+                else min(float(policy.burst), brow[0] + max(0.0, now - brow[1]) * policy.rate_per_s)
+            )
+            if used >= policy.quota_daily:
+                decision = Decision(False, "daily", used, tokens, day, seconds_to_midnight(now))
+            elif tokens < 1.0:
+                decision = Decision(
+                    False, "burst", used, tokens, day, burst_retry_after(tokens, policy.rate_per_s)
+                )
+            elif not count:
+                decision = Decision(True, None, used, tokens, day)
+            else:
+                used += 1
+                tokens -= 1.0
+                conn.execute(
+                    "INSERT INTO daily(tenant, day, used) VALUES (?, ?, 1) "
+                    "ON CONFLICT(tenant, day) DO UPDATE SET used = used + 1",
+                    (tenant_id, day),
+                )
+                conn.execute(
+                    "INSERT INTO bucket(tenant, tokens, ts) VALUES (?, ?, ?) "
+                    "ON CONFLICT(tenant) DO UPDATE SET tokens=excluded.tokens, ts=excluded.ts",
+                    (tenant_id, tokens, now),
+                )
+                decision = Decision(True, None, used, tokens, day)
+            conn.execute("COMMIT")
+            return decision
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def acquire(self, tenant_id: str, policy: Policy) -> Decision:
+        return self._decide(tenant_id, policy, count=True)
+
+    async def peek(self, tenant_id: str, policy: Policy) -> Decision:
+        return self._decide(tenant_id, policy, count=False)
+
+    async def release(self, tenant_id: str, day: str) -> None:
+        conn = self._conn()
+        conn.execute(
+            "UPDATE daily SET used = used - 1 WHERE tenant=? AND day=? AND used > 0",
+            (tenant_id, day),
+        )
+
+    async def ping(self) -> None:
+        self._conn().execute("SELECT 1")
+
+    async def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

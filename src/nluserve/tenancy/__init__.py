@@ -1,0 +1,1 @@
+"""Tenants, API keys, tokens, quotas: plain Python services over the db and Redis adapters."""

@@ -1,0 +1,161 @@
+"""Authentication: API keys or JWTs to a Principal, with caches of at most a few seconds.
+
+Workers verify JWTs without a database round trip; revocations and tenant status come from
+caches refreshed every ``cache_s`` seconds, so a disabled tenant or revoked key is locked out
+everywhere within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
+
+from nluserve.db.repo import Repository
+from nluserve.errors import NluserveError
+from nluserve.tenancy import keys as keyfmt
+from nluserve.tenancy.tokens import TokenCodec, TokenError
+from nluserve.tenancy.values import KeyRecord, Tenant
+
+
+class AuthError(NluserveError):
+    """401: missing, malformed, unknown, expired or revoked credentials."""
+
+
+class TenantDisabled(NluserveError):
+    """403: the credentials are valid but the tenant is disabled."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: Tenant
+    key_id: str | None
+    token_scopes: tuple[str, ...] | None = None  # a token may narrow the tenant's scope
+
+    def scopes(self) -> frozenset[str] | None:
+        base = self.tenant.scope_set()
+        if self.token_scopes is None or "*" in self.token_scopes or not self.token_scopes:
+            return base
+        narrowed = frozenset(self.token_scopes)
+        return narrowed if base is None else base & narrowed
+
+
+V = TypeVar("V")
+
+
+class _Ttl(Generic[V]):
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.items: dict[str, tuple[float, V | None]] = {}
+
+    def get(self, key: str) -> tuple[bool, V | None]:
+        hit = self.items.get(key)
+        if hit and time.monotonic() - hit[0] < self.ttl:
+            return True, hit[1]
+        return False, None
+
+    def put(self, key: str, value: V | None) -> None:
+        if len(self.items) > 50_000:
+            self.items.clear()
+        self.items[key] = (time.monotonic(), value)
+
+
+class Authenticator:
+    def __init__(self, repo: Repository, pepper: bytes, codec: TokenCodec, cache_s: float) -> None:
+        self.repo = repo
+        self.pepper = pepper
+        self.codec = codec
+        self.cache_s = cache_s
+        self._keys: _Ttl[KeyRecord] = _Ttl(cache_s)
+        self._tenants: _Ttl[Tenant] = _Ttl(cache_s)
+        self._revoked: set[str] = set()
+        self._revoked_at = 0.0
+        self._signing_at = 0.0
+        self._used: dict[str, datetime] = {}
+
+    async def refresh_signing_keys(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._signing_at > self.cache_s:
+            window = timedelta(seconds=self.codec.ttl_s + 60)
+            self.codec.load_keys(await asyncio.to_thread(self.repo.signing_keys, window))
+            self._signing_at = time.monotonic()
+
+    async def _revocations(self) -> set[str]:
+        if time.monotonic() - self._revoked_at > self.cache_s:
+            self._revoked = await asyncio.to_thread(self.repo.revoked_jtis)
+            self._revoked_at = time.monotonic()
+        return self._revoked
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        hit, value = self._tenants.get(tenant_id)
+        if not hit:
+            value = await asyncio.to_thread(self.repo.tenant, tenant_id)
+            self._tenants.put(tenant_id, value)
+        return value
+
+    async def _key(self, key_id: str) -> KeyRecord | None:
+        hit, value = self._keys.get(key_id)
+        if not hit:
+            value = await asyncio.to_thread(self.repo.key, key_id)
+            self._keys.put(key_id, value)
+        return value
+
+    async def _usable_key(self, key_id: str) -> KeyRecord:
+        record = await self._key(key_id)
+        if record is None:
+            raise AuthError("unknown API key")
+        if record.revoked_at is not None:
+            raise AuthError("API key revoked")
+        if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+            raise AuthError("API key expired")
+        return record
+
+    async def _active_tenant(self, tenant_id: str) -> Tenant:
+        tenant = await self.tenant(tenant_id)
+        if tenant is None:
+            raise AuthError("unknown tenant")
+        if not tenant.active:
+            raise TenantDisabled("tenant disabled")
+        return tenant
+
+    async def verify_api_key(self, key: str) -> Principal:
+        key_id = keyfmt.parse(key)
+        if key_id is None:  # mistyped or forged: rejected before any lookup
+            raise AuthError("malformed API key")
+        record = await self._usable_key(key_id)
+        if not keyfmt.matches(key, record.digest, self.pepper):
+            raise AuthError("unknown API key")
+        tenant = await self._active_tenant(record.tenant_id)
+        self._used[key_id] = datetime.now(UTC)
+        return Principal(tenant, key_id)
+
+    async def verify_token(self, token: str) -> Principal:
+        try:
+            kid = self.codec.unverified_kid(token)
+            if not self.codec.knows(kid):
+                await self.refresh_signing_keys()
+            claims = self.codec.verify(token)
+        except TokenError as exc:
+            raise AuthError(str(exc)) from exc
+        if claims.jti in await self._revocations():
+            raise AuthError("token revoked")
+        if claims.key_id:
+            await self._usable_key(claims.key_id)
+        tenant = await self._active_tenant(claims.tenant_id)
+        return Principal(tenant, claims.key_id, claims.scopes)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthError("missing credentials: send `Authorization: Bearer <api key or token>`")
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise AuthError("use the Bearer scheme")
+        if keyfmt.looks_like_key(credential):
+            return await self.verify_api_key(credential)
+        return await self.verify_token(credential)
+
+    def take_used(self) -> dict[str, datetime]:
+        used, self._used = self._used, {}
+        return used

@@ -1,0 +1,168 @@
+"""Tenant administration shared by the CLI and the admin API."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nluserve.db.repo import Repository
+from nluserve.errors import NluserveError
+from nluserve.settings import Settings
+from nluserve.tenancy import keys as keyfmt
+from nluserve.tenancy.tokens import TokenCodec, new_signing_key
+from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
+
+
+class NotFound(NluserveError):
+    """No such tenant or key (or not yours: the same answer, so ids cannot be probed)."""
+
+
+class Conflict(NluserveError):
+    """A tenant of that name already exists."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    record: KeyRecord
+    api_key: str  # shown once, never stored
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url.get_secret_value()
+    return f"sqlite:///{(settings.data_dir / 'nluserve.db').resolve()}"
+
+
+def load_pepper(settings: Settings) -> bytes:
+    """The HMAC pepper: configured, or generated once into the data directory (SQLite only)."""
+    if settings.key_pepper:
+        return settings.key_pepper.get_secret_value().encode()
+    if not database_url(settings).startswith("sqlite"):
+        raise NluserveError(
+            "NLUSERVE_KEY_PEPPER is required with a shared database: every "
+            "machine must hash API keys with the same pepper"
+        )
+    path = settings.data_dir / "secrets" / "pepper"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+class TenancyService:
+    def __init__(
+        self, repo: Repository, pepper: bytes, codec: TokenCodec, settings: Settings
+    ) -> None:
+        self.repo = repo
+        self.pepper = pepper
+        self.codec = codec
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TenancyService:
+        repo = Repository(database_url(settings))
+        codec = TokenCodec(settings.jwt_issuer, settings.jwt_audience, settings.token_ttl_s)
+        return cls(repo, load_pepper(settings), codec, settings)
+
+    def find(self, id_or_name: str) -> Tenant:
+        tenant = self.repo.tenant(id_or_name)
+        if tenant is None:
+            raise NotFound(f"no tenant {id_or_name!r}")
+        return tenant
+
+    def create_tenant(
+        self,
+        name: str,
+        quota_daily: int | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+        scopes: Sequence[str] = (),
+        admin: bool = False,
+    ) -> tuple[Tenant, NewKey]:
+        if self.repo.tenant(name) is not None:
+            raise Conflict(f"tenant {name!r} exists")
+        s = self.settings
+        tenant = self.repo.create_tenant(
+            name,
+            quota_daily if quota_daily is not None else s.default_quota_daily,
+            rate if rate is not None else s.default_rate_per_s,
+            burst if burst is not None else s.default_burst,
+            list(scopes),
+            admin,
+        )
+        return tenant, self.create_key(tenant.id, "default")
+
+    def create_key(
+        self, tenant_id: str, name: str = "", expires_days: float | None = None
+    ) -> NewKey:
+        tenant = self.find(tenant_id)
+        key_id, key = keyfmt.generate()
+        expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+        record = self.repo.add_key(
+            tenant.id, key_id, keyfmt.digest(key, self.pepper), name, expires
+        )
+        return NewKey(record, key)
+
+    def add_known_key(self, tenant_id: str, key: str, name: str) -> KeyRecord:
+        key_id = keyfmt.parse(key)
+        if key_id is None:
+            raise NluserveError(
+                "NLUSERVE_ADMIN_KEY is not a valid nluserve key (nlu_… with checksum)"
+            )
+        return self.repo.add_key(tenant_id, key_id, keyfmt.digest(key, self.pepper), name, None)
+
+    def keys(self, tenant_id: str) -> list[KeyRecord]:
+        return self.repo.keys(self.find(tenant_id).id)
+
+    def revoke_key(self, key_id: str, tenant_id: str | None = None) -> KeyRecord:
+        record = self.repo.key(key_id)
+        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
+            raise NotFound(f"no key {key_id!r}")
+        revoked = self.repo.revoke_key(key_id)
+        assert revoked is not None
+        return revoked
+
+    def update(self, tenant_id: str, **fields: object) -> Tenant:
+        tenant = self.find(tenant_id)
+        if (
+            "name" in fields
+            and fields["name"]
+            and fields["name"] != tenant.name
+            and self.repo.tenant(str(fields["name"]))
+        ):
+            raise Conflict(f"tenant {fields['name']!r} exists")
+        updated = self.repo.update_tenant(tenant.id, **fields)
+        assert updated is not None
+        return updated
+
+    def usage(self, tenant_id: str | None, days: int) -> list[UsageRow]:
+        return self.repo.usage(self.find(tenant_id).id if tenant_id else None, days)
+
+    def rotate_signing_key(self) -> str:
+        kid, private_pem, public_pem = new_signing_key()
+        self.repo.add_signing_key(kid, private_pem, public_pem)
+        self.repo.retire_signing_keys(except_kid=kid)
+        return kid
+
+    def ensure_signing_key(self) -> None:
+        if not self.repo.signing_keys(timedelta(0)):
+            self.rotate_signing_key()
+
+    def issue_token(self, tenant: Tenant, key_id: str | None) -> tuple[str, int]:
+        self.codec.load_keys(self.repo.signing_keys(timedelta(seconds=self.codec.ttl_s + 60)))
+        return self.codec.issue(tenant.id, key_id, tenant.scopes or ("*",))
+
+    def bootstrap_admin(self) -> str | None:
+        """On an empty database create the admin tenant; returns a new key to print once."""
+        if self.repo.count_tenants():
+            return None
+        tenant = self.repo.create_tenant("admin", 10**9, 1000.0, 1000, ["*"], admin=True)
+        if self.settings.admin_key:
+            self.add_known_key(tenant.id, self.settings.admin_key.get_secret_value(), "admin")
+            return None
+        return self.create_key(tenant.id, "admin").api_key

@@ -7,11 +7,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from nluserve.cli.model_import import import_model
 from nluserve.cli.output import console, fail, print_json
 from nluserve.errors import NluserveError
 from nluserve.models import store
 
 model_app = typer.Typer(no_args_is_help=True, help="Installed models: list, show, verify, import.")
+model_app.command("import")(import_model)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
 

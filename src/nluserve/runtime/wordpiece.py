@@ -21,15 +21,17 @@ _WHITE_SPACE = frozenset(
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
     + "".join(chr(c) for c in range(0x2000, 0x200B))
 )
+_PLAIN, _SPACE, _PUNCT = 0, 1, 2
 # tokenizers' "other" categories; unassigned code points (Cn) are kept, tab/newline are spaces.
 _CONTROL = frozenset({"Cc", "Cf", "Co", "Cs"})
+# tokenizers' ranges; 0x2B820-0x2B91F is not among them, unlike in transformers' Python tokenizer.
 _CJK_RANGES = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
     (0x20000, 0x2A6DF),
     (0x2A700, 0x2B73F),
     (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
+    (0x2B920, 0x2CEAF),
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
 )
@@ -107,7 +109,9 @@ class WordPieceTokenizer:
         # Longest first, so at one position the longest added token wins (leftmost-longest).
         self._added = re.compile("|".join(map(re.escape, added))) if added else None
         strip = settings.lowercase if settings.strip_accents is None else settings.strip_accents
-        self._normalize = lru_cache(maxsize=65536)(lambda ch: _normalize_char(ch, settings, strip))
+        self._normalize = lru_cache(maxsize=65536)(
+            lambda ch: _classify(_normalize_char(ch, settings, strip))
+        )
 
     def tokenize(self, text: str) -> list[Token]:
         """Wordpieces of ``text`` in order; whitespace and control characters get no token."""
@@ -142,15 +146,14 @@ class WordPieceTokenizer:
                 sources.clear()
 
         for index in range(lo, hi):
-            for ch in self._normalize(text[index]):
-                if ch in _WHITE_SPACE:
-                    flush()
-                elif _is_punctuation(ch):
-                    flush()
-                    words.append((ch, [index]))
-                else:
+            for ch, kind in self._normalize(text[index]):
+                if kind == _PLAIN:
                     chars.append(ch)
                     sources.append(index)
+                else:
+                    flush()
+                    if kind == _PUNCT:
+                        words.append((ch, [index]))
         flush()
         return words
 
@@ -175,6 +178,14 @@ class WordPieceTokenizer:
                 return whole_unk
             start = end
         return pieces
+
+
+def _classify(normalized: str) -> tuple[tuple[str, int], ...]:
+    """Each character with what BertPreTokenizer does with it: keep, split on, or isolate."""
+    return tuple(
+        (c, _SPACE if c in _WHITE_SPACE else _PUNCT if _is_punctuation(c) else _PLAIN)
+        for c in normalized
+    )
 
 
 def _normalize_char(ch: str, settings: WordPieceSettings, strip_accents: bool) -> str:

@@ -26,6 +26,11 @@ _KNOWN: dict[str, tuple[str, str, list[str]]] = {
     "mic": ("微生物", "microorganism", ["病原体", "细菌", "病毒"]),
     "pro": ("医疗程序", "medical procedure", ["治疗", "手术", "操作", "procedure"]),
     "sym": ("临床表现", "symptom", ["症状", "体征", "symptom"]),
+    # CoNLL-style types of imported checkpoints
+    "PER": ("人名", "person", ["人物", "name"]),
+    "LOC": ("地点", "location", ["地理位置", "address"]),
+    "ORG": ("组织机构", "organization", ["机构", "组织"]),
+    "MISC": ("其他", "miscellaneous", []),
     # sentiment
     "positive": ("正面", "positive", ["积极", "好评", "1", "pos"]),
     "negative": ("负面", "negative", ["消极", "差评", "0", "neg"]),

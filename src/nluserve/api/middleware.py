@@ -92,35 +92,30 @@ class BodyLimit:
             await self._reject(scope, send)
             return
         seen = 0
-        too_big = False
+        rejected = False
 
         async def limited() -> Message:
-            nonlocal seen, too_big
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    too_big = True
-                    raise _TooLarge
+                    # Answer 413 now; the app sees a disconnect and whatever it sends is dropped.
+                    rejected = True
+                    await self._reject(scope, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send(message)
 
         try:
-            await self.app(scope, limited, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, send)
+            await self.app(scope, limited, guarded_send)
         except Exception:
-            if too_big and not started:
-                await self._reject(scope, send)
-            else:
+            if not rejected:
                 raise
 
     async def _reject(self, scope: Scope, send: Send) -> None:
@@ -146,10 +141,6 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

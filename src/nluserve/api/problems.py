@@ -54,6 +54,11 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem+json answers (validation errors included)."""
+    return {code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in codes}
+
+
 def problem_response(request: Request, err: ProblemError) -> JSONResponse:
     """Render a ProblemError with the request id and the path as ``instance``."""
     body = Problem(

@@ -33,6 +33,9 @@ def train(
     hidden: Annotated[int, typer.Option(help="LSTM units per direction")] = 192,
     lr: Annotated[float, typer.Option()] = 2e-3,
     dropout: Annotated[float, typer.Option(help="dropout on embeddings and encoder outputs")] = 0.3,
+    wide: Annotated[
+        bool, typer.Option(help="classification: add a linear bag-of-n-grams path")
+    ] = False,
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
@@ -73,6 +76,7 @@ def train(
         hidden=hidden,
         dropout=dropout,
         augment=augment,
+        wide=wide,
         lr=lr,
         seed=seed,
         val_fraction=val_fraction,

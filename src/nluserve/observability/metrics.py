@@ -54,9 +54,6 @@ class MetricsObserver(BatchObserver):
         INFERENCE.labels(model).observe(seconds)
         BATCH_SIZE.labels(model).observe(size)
 
-    def dropped(self, model: str, reason: str) -> None:
-        REJECTED.labels(reason).inc()
-
 
 def render() -> tuple[bytes, str]:
     """The exposition text: aggregated over worker processes when running multi-process."""

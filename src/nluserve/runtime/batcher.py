@@ -53,6 +53,7 @@ class Pending:
     chars: int
     longest: int
     cancelled: bool = False
+    started: bool = False
 
 
 class Batcher:
@@ -149,7 +150,7 @@ class Batcher:
             if item.cancelled or item.deadline <= now:
                 self._queue.popleft()
                 self._queued_chars -= item.chars
-                self._drop(item, expired=not item.cancelled)
+                self._drop(item)
                 continue
             width = max(longest, min(item.longest, self.model.manifest.max_length))
             count = n_texts + len(item.texts)
@@ -157,13 +158,13 @@ class Batcher:
                 break
             self._queue.popleft()
             self._queued_chars -= item.chars
+            item.started = True
             batch.append(item)
             n_texts, longest = count, width
         return batch
 
-    def _drop(self, item: Pending, expired: bool) -> None:
-        if self.observer:
-            self.observer.dropped(self.model.name, "deadline" if expired else "cancelled")
+    def _drop(self, item: Pending) -> None:
+        # Not counted here: the HTTP layer counts every rejection once, by its reason.
         if not item.future.done():
             item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
             item.future.exception()  # mark retrieved: nobody may be awaiting a cancelled call
@@ -210,9 +211,6 @@ class BatchObserver:
 
     def batch(self, model: str, size: int, seconds: float) -> None:
         """A batch of ``size`` texts ran in ``seconds``."""
-
-    def dropped(self, model: str, reason: str) -> None:
-        """A queued call was dropped unrun."""
 
 
 def keep_labels(results: list[Result], codes: set[str] | None) -> list[Result]:

@@ -25,6 +25,7 @@ class NetConfig:
     hidden: int = 192
     head_dim: int = 64
     dropout: float = 0.3
+    wide: bool = False  # classification: add a linear bag-of-(char, bigram) path (wide & deep)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -140,6 +141,13 @@ class Net(nn.Module):
             self.head = SpanHead(self.encoder.out_dim, cfg.n_labels, cfg.head_dim)
         else:
             self.head = ClassHead(self.encoder.out_dim, cfg.n_labels, cfg.dropout)
+        if cfg.wide:
+            # A linear model over character and bigram counts, as the n-gram baselines are: it
+            # carries the lexical signal the recurrent path overfits on a few thousand reviews.
+            self.wide_char = nn.Embedding(cfg.n_chars, cfg.n_labels, padding_idx=0)
+            self.wide_bigram = nn.Embedding(cfg.n_bigrams, cfg.n_labels, padding_idx=0)
+            nn.init.zeros_(self.wide_char.weight)
+            nn.init.zeros_(self.wide_bigram.weight)
 
     def forward(
         self,
@@ -149,7 +157,12 @@ class Net(nn.Module):
         lengths: torch.Tensor,
     ) -> torch.Tensor:
         h, mask = self.encoder(chars, bigrams, lexicon, lengths)
-        return self.head(h, mask)
+        out = self.head(h, mask)
+        if self.cfg.wide:
+            m = mask.unsqueeze(-1).to(out.dtype)
+            bag = (self.wide_char(chars) + self.wide_bigram(bigrams)) * m
+            out = out + bag.sum(dim=1) / m.sum(dim=1).clamp(min=1.0).sqrt()
+        return out
 
 
 def span_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ class TrainConfig:
     nested: bool = False
     hidden: int = 192
     dropout: float = 0.3
+    wide: bool = False
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
     calibrate: bool = True
     lexicon: Path | None = None
@@ -173,6 +174,7 @@ def train(cfg: TrainConfig) -> Manifest:
         task=cfg.task,
         hidden=cfg.hidden,
         dropout=cfg.dropout,
+        wide=cfg.wide,
     )
     net = Net(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from nluserve.api.deps import CallerDep, TenancyDep
-from nluserve.api.problems import ProblemError
+from nluserve.api.problems import ProblemError, responses
 from nluserve.errors import NluserveError
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=responses(401, 403, 404, 422, 503))
 
 
 class TokenOut(BaseModel):

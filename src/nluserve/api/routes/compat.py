@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from nluserve.api.calls import authorize, check_limits, resolve, run_prediction
 from nluserve.api.deps import CallerDep, InferenceDep, RequestIdDep, SettingsDep
-from nluserve.api.problems import ProblemError
+from nluserve.api.problems import ProblemError, responses
 from nluserve.api.schemas import (
     CompatEntity,
     CompatNerData,
@@ -23,7 +23,9 @@ from nluserve.api.schemas import (
 from nluserve.runtime.model import Model
 from nluserve.runtime.results import ClassResult, NerResult
 
-router = APIRouter(tags=["compatibility"])
+router = APIRouter(
+    tags=["compatibility"], responses=responses(400, 401, 403, 404, 413, 422, 429, 503, 504)
+)
 
 SENTIMENT_KEYS = {"情感分类", "情感", "sentiment"}
 
@@ -32,7 +34,15 @@ SENTIMENT_KEYS = {"情感分类", "情感", "sentiment"}
     "/predict/ner",
     response_model=CompatNerOut,
     summary="Tutorial-style NER (FastAPI tutorial)",
-    responses={400: {"model": CompatNerOut, "description": "empty text, as the tutorial answered"}},
+    responses={
+        400: {
+            "description": "empty text (tutorial shape) or malformed JSON (problem+json)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CompatNerOut"}},
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}},
+            },
+        }
+    },
 )
 async def predict_ner(
     body: CompatNerIn,

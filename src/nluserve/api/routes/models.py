@@ -6,10 +6,11 @@ from fastapi import APIRouter
 
 from nluserve.api.calls import resolve
 from nluserve.api.deps import CallerDep, InferenceDep, SettingsDep
+from nluserve.api.problems import responses
 from nluserve.api.render import model_out
 from nluserve.api.schemas import ModelList, ModelOut
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=responses(401, 403, 404, 422))
 
 
 @router.get("", response_model=ModelList, summary="List served models")

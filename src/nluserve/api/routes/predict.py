@@ -6,15 +6,13 @@ from fastapi import APIRouter, Request
 
 from nluserve.api.calls import authorize, check_limits, resolve, run_prediction
 from nluserve.api.deps import CallerDep, InferenceDep, RequestIdDep, SettingsDep
-from nluserve.api.problems import Problem
+from nluserve.api.problems import responses
 from nluserve.api.render import prediction_out
 from nluserve.api.schemas import NerIn, PredictIn, PredictOut
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 401, 403, 404, 413, 422, 429, 503, 504)
-}
-router = APIRouter(prefix="/v1", tags=["predict"], responses=_ERRORS)
+router = APIRouter(
+    prefix="/v1", tags=["predict"], responses=responses(400, 401, 403, 404, 413, 422, 429, 503, 504)
+)
 
 
 @router.post("/models/{name}/predict", response_model=PredictOut, summary="Predict with a model")

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from nluserve.api.deps import AdminDep, CallerDep, TenancyDep
-from nluserve.api.problems import ProblemError
+from nluserve.api.problems import ProblemError, responses
 from nluserve.tenancy.service import Conflict, NotFound
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
-router = APIRouter(tags=["usage"])
-admin = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(tags=["usage"], responses=responses(401, 403, 404, 409, 422))
+admin = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 404, 409, 422))
 
 Days = Annotated[int, Query(ge=1, le=366, description="days back from today")]
 
@@ -122,12 +122,12 @@ async def my_usage(caller: CallerDep, tenancy: TenancyDep, days: Days = 7) -> Us
 
 
 @admin.get("/tenants", response_model=list[TenantOut])
-async def list_tenants(_: AdminDep, tenancy: TenancyDep) -> list[TenantOut]:
+async def list_tenants(tenancy: TenancyDep, _: AdminDep) -> list[TenantOut]:
     return [_tenant(t) for t in await asyncio.to_thread(tenancy.repo.tenants)]
 
 
 @admin.post("/tenants", response_model=NewTenantOut, status_code=201)
-async def create_tenant(body: TenantIn, _: AdminDep, tenancy: TenancyDep) -> NewTenantOut:
+async def create_tenant(body: TenantIn, tenancy: TenancyDep, _: AdminDep) -> NewTenantOut:
     try:
         tenant, key = await asyncio.to_thread(
             tenancy.create_tenant,
@@ -143,7 +143,7 @@ async def create_tenant(body: TenantIn, _: AdminDep, tenancy: TenancyDep) -> New
 
 
 @admin.get("/tenants/{tenant}", response_model=TenantOut)
-async def get_tenant(tenant: str, _: AdminDep, tenancy: TenancyDep) -> TenantOut:
+async def get_tenant(tenant: str, tenancy: TenancyDep, _: AdminDep) -> TenantOut:
     try:
         return _tenant(await asyncio.to_thread(tenancy.find, tenant))
     except NotFound as exc:
@@ -152,7 +152,7 @@ async def get_tenant(tenant: str, _: AdminDep, tenancy: TenancyDep) -> TenantOut
 
 @admin.patch("/tenants/{tenant}", response_model=TenantOut)
 async def update_tenant(
-    tenant: str, body: TenantPatch, _: AdminDep, tenancy: TenancyDep
+    tenant: str, body: TenantPatch, tenancy: TenancyDep, _: AdminDep
 ) -> TenantOut:
     try:
         return _tenant(await asyncio.to_thread(lambda: tenancy.update(tenant, **body.model_dump())))
@@ -161,7 +161,7 @@ async def update_tenant(
 
 
 @admin.get("/tenants/{tenant}/keys", response_model=list[KeyOut])
-async def list_keys(tenant: str, _: AdminDep, tenancy: TenancyDep) -> list[KeyOut]:
+async def list_keys(tenant: str, tenancy: TenancyDep, _: AdminDep) -> list[KeyOut]:
     try:
         return [_key(k) for k in await asyncio.to_thread(tenancy.keys, tenant)]
     except NotFound as exc:
@@ -169,7 +169,7 @@ async def list_keys(tenant: str, _: AdminDep, tenancy: TenancyDep) -> list[KeyOu
 
 
 @admin.post("/tenants/{tenant}/keys", response_model=NewKeyOut, status_code=201)
-async def create_key(tenant: str, body: KeyIn, _: AdminDep, tenancy: TenancyDep) -> NewKeyOut:
+async def create_key(tenant: str, body: KeyIn, tenancy: TenancyDep, _: AdminDep) -> NewKeyOut:
     try:
         found = await asyncio.to_thread(tenancy.find, tenant)
         new = await asyncio.to_thread(tenancy.create_key, found.id, body.name, body.expires_days)
@@ -179,7 +179,7 @@ async def create_key(tenant: str, body: KeyIn, _: AdminDep, tenancy: TenancyDep)
 
 
 @admin.delete("/tenants/{tenant}/keys/{key_id}", response_model=KeyOut)
-async def revoke_key(tenant: str, key_id: str, _: AdminDep, tenancy: TenancyDep) -> KeyOut:
+async def revoke_key(tenant: str, key_id: str, tenancy: TenancyDep, _: AdminDep) -> KeyOut:
     try:
         found = await asyncio.to_thread(tenancy.find, tenant)
         return _key(await asyncio.to_thread(tenancy.revoke_key, key_id, found.id))
@@ -189,7 +189,7 @@ async def revoke_key(tenant: str, key_id: str, _: AdminDep, tenancy: TenancyDep)
 
 @admin.get("/usage", response_model=UsageOut)
 async def all_usage(
-    _: AdminDep, tenancy: TenancyDep, days: Days = 7, tenant: str | None = None
+    tenancy: TenancyDep, _: AdminDep, days: Days = 7, tenant: str | None = None
 ) -> UsageOut:
     try:
         rows = await asyncio.to_thread(tenancy.usage, tenant, days)

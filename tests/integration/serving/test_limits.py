@@ -1,0 +1,237 @@
+"""Limits and malformed calls: always a problem+json naming what is wrong, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.serving import assert_problem, build_app, serving
+
+LIMITS: dict[str, Any] = {
+    "max_body_bytes": 4096,
+    "max_texts": 3,
+    "max_text_chars": 50,
+    "max_total_chars": 120,
+}
+
+Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+def _answer(call: Call, **limits: Any) -> httpx.Response:
+    app = build_app(**{**LIMITS, **limits})
+
+    async def scenario() -> httpx.Response:
+        async with serving(app) as client:
+            return await call(client)
+
+    return asyncio.run(scenario())
+
+
+def _post(path: str, body: Any = None, **kwargs: Any) -> Call:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        if body is not None:
+            kwargs["json"] = body
+        return await client.post(path, **kwargs)
+
+    return call
+
+
+def _fields(body: dict[str, Any]) -> set[str]:
+    return {e["field"] for e in body.get("errors", [])}
+
+
+def test_a_body_over_the_limit_is_413() -> None:
+    response = _answer(_post("/v1/ner", {"text": "张" * 40, "labels": ["人物"] * 500}))
+    body = assert_problem(response, 413)
+    assert body["type"].endswith("/payload-too-large")
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def test_a_streamed_body_over_the_limit_without_content_length_is_413() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"text": "'
+        for _ in range(100):
+            yield b"a" * 100
+        yield b'"}'
+
+    response = _answer(
+        _post("/v1/ner", content=chunks(), headers={"content-type": "application/json"})
+    )
+    assert_problem(response, 413)
+
+
+def test_too_many_texts_is_422_naming_texts() -> None:
+    body = assert_problem(_answer(_post("/v1/ner", {"texts": ["张三"] * 4})), 422)
+    assert body["type"].endswith("/too-many-texts")
+    assert _fields(body) == {"texts"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"text": "张" * 51}, "text"),
+        ({"texts": ["张三", "李" * 51]}, "texts[1]"),
+        ({"texts": ["李" * 51]}, "texts[0]"),
+    ],
+)
+def test_a_text_over_the_limit_is_422_naming_it(payload: dict[str, Any], field: str) -> None:
+    body = assert_problem(_answer(_post("/v1/ner", payload)), 422)
+    assert body["type"].endswith("/text-too-long")
+    assert _fields(body) == {field}
+    assert f"`{field}`" in body["detail"]
+
+
+def test_a_call_over_the_character_budget_is_422() -> None:
+    body = assert_problem(_answer(_post("/v1/ner", {"texts": ["张" * 50] * 3})), 422)
+    assert body["type"].endswith("/call-too-long")
+    assert _fields(body) == {"texts"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"text": ""}, "text"),
+        ({"text": " \t\n　"}, "text"),
+        ({"texts": ["张三", "  "]}, "texts[1]"),
+        ({"texts": []}, "texts"),
+    ],
+)
+def test_empty_or_blank_texts_are_422(payload: dict[str, Any], field: str) -> None:
+    body = assert_problem(_answer(_post("/v1/ner", payload)), 422)
+    assert _fields(body) == {field}
+
+
+def test_invalid_utf8_is_400() -> None:
+    raw = b'{"text": "\xff\xfe\xe5\xbc"}'
+    response = _answer(_post("/v1/ner", content=raw, headers={"content-type": "application/json"}))
+    assert_problem(response, 400)
+
+
+def test_malformed_json_is_400() -> None:
+    response = _answer(
+        _post("/v1/ner", content=b'{"text": "abc"', headers={"content-type": "application/json"})
+    )
+    body = assert_problem(response, 400)
+    assert body["type"].endswith("/malformed-json")
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"text": 123}, "text"),
+        ({"texts": "张三"}, "texts"),
+        ({"texts": ["张三", 5]}, "texts.1"),
+        ({"text": "张三", "labels": 5}, "labels"),
+        ({"text": "张三", "colour": "red"}, "colour"),
+    ],
+)
+def test_wrong_json_types_are_422_naming_the_field(payload: dict[str, Any], field: str) -> None:
+    body = assert_problem(_answer(_post("/v1/ner", payload)), 422)
+    assert body["type"].endswith("/validation-error")
+    assert field in _fields(body)
+    assert field in body["detail"]
+
+
+@pytest.mark.parametrize("payload", [{"text": "张三", "texts": ["李四"]}, {}, [], "张三"])
+def test_not_exactly_one_of_text_or_texts_is_422(payload: Any) -> None:
+    body = assert_problem(_answer(_post("/v1/ner", payload)), 422)
+    assert body["errors"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        _post("/v1/models/nope/predict", {"text": "张三"}),
+        _post("/v1/ner", {"text": "张三", "model": "nope"}),
+    ],
+)
+def test_an_unknown_model_is_404(call: Call) -> None:
+    body = assert_problem(_answer(call), 404)
+    assert body["type"].endswith("/unknown-model")
+    assert "general" in body["detail"]
+
+
+def test_get_of_an_unknown_model_is_404() -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get("/v1/models/nope")
+
+    assert_problem(_answer(call), 404)
+
+
+def test_a_shortcut_pointed_at_the_wrong_task_is_422() -> None:
+    body = assert_problem(_answer(_post("/v1/ner", {"text": "张三", "model": "sentiment"})), 422)
+    assert body["type"].endswith("/wrong-task")
+
+
+def test_an_unknown_label_is_422_listing_the_valid_ones() -> None:
+    response = _answer(_post("/v1/ner", {"text": "张三", "labels": ["人物", "外星人"]}))
+    body = assert_problem(response, 422)
+    assert body["type"].endswith("/unknown-label")
+    assert "外星人" in body["detail"]
+    assert {"name", "人名", "address", "地址"} <= set(body["valid_labels"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/nothing-here", 404), ("GET", "/v1/ner", 405), ("DELETE", "/v1/models", 405)],
+)
+def test_routing_errors_are_problems_too(method: str, path: str, status: int) -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.request(method, path)
+
+    assert_problem(_answer(call), status)
+
+
+def test_a_well_formed_request_id_is_echoed_in_the_header_body_and_problems() -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        ok = await client.post("/v1/ner", json={"text": "张三"}, headers={"X-Request-ID": "abc-1"})
+        assert ok.headers["x-request-id"] == "abc-1" == ok.json()["request_id"]
+        return await client.post("/v1/ner", json={"text": ""}, headers={"X-Request-ID": "abc-2"})
+
+    response = _answer(call)
+    assert response.headers["x-request-id"] == "abc-2"
+    assert assert_problem(response, 422)["request_id"] == "abc-2"
+
+
+@pytest.mark.parametrize("given", [None, "has spaces", "x" * 200, "换行"])
+def test_a_missing_or_malformed_request_id_is_replaced_by_a_fresh_one(given: str | None) -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        headers = [(b"x-request-id", given.encode())] if given else []
+        return await client.post("/v1/ner", json={"text": "张三"}, headers=headers)
+
+    response = _answer(call)
+    rid = response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", rid)
+    assert response.json()["request_id"] == rid
+
+
+def test_health_and_readiness_once_started() -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        health = await client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        return await client.get("/readyz")
+
+    ready = _answer(call)
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"general": "ok", "medical": "ok", "sentiment": "ok"},
+    }
+
+
+def test_not_ready_before_the_lifespan_has_started() -> None:
+    app = build_app()
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get("/readyz")
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"

@@ -1,0 +1,191 @@
+"""The real server: gunicorn with two workers, metrics summed across them, SIGTERM drains.
+
+Starting the server costs tens of seconds on a loaded 2-core machine, so both tests share one
+(module scope); the SIGTERM test stops it and therefore comes last in this file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.mmap_dict import MmapedDict
+
+from tests.support.serving import metric
+
+pytestmark = pytest.mark.slow
+
+PREDICT = "/v1/models/{name}/predict"
+STARTUP_S = 60.0
+GRACEFUL_S = 20
+
+
+@dataclass
+class Server:
+    """A running ``nluserve serve`` and where to reach it."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tiny_ner_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp_path = tmp_path_factory.mktemp("server")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "NLUSERVE_DATA_DIR": str(tmp_path / "data"),
+        "NLUSERVE_AUTH": "false",
+        "NLUSERVE_GRACEFUL_TIMEOUT_S": str(GRACEFUL_S),
+        "NLUSERVE_LOG_LEVEL": "info",  # the log is shown when a test fails
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "nluserve", "serve"),
+                *("--workers", "2", "--port", str(port), "--models", str(tiny_ner_dir)),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: teardown can reap the workers too
+        )
+    srv = Server(proc, f"http://127.0.0.1:{port}", tmp_path / "data", log)
+    try:
+        _wait_ready(srv)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def _wait_ready(srv: Server) -> None:
+    end = time.monotonic() + STARTUP_S
+    while time.monotonic() < end:
+        if srv.proc.poll() is not None:
+            raise AssertionError(f"server exited early:\n{srv.output()}")
+        try:
+            if httpx.get(srv.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"server not ready after {STARTUP_S} s:\n{srv.output()}")
+
+
+def _predict(url: str, body: dict[str, object], timeout: float = 60) -> httpx.Response:
+    # A fresh connection per call, so the kernel may hand each to either worker.
+    with httpx.Client(base_url=url, timeout=timeout) as client:
+        return client.post("/v1/models/tiny/predict", json=body)
+
+
+def _served_by(data_dir: Path) -> dict[str, float]:
+    """Successful predict calls per worker pid, read from each worker's own metrics file."""
+    counts: dict[str, float] = {}
+    for path in (data_dir / "prometheus").glob("counter_*.db"):
+        pid = path.stem.split("_", 1)[1]
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
+            metric_name, _, labels, _ = json.loads(key)
+            if (
+                metric_name == "nluserve_http_requests"
+                and labels.get("route") == PREDICT
+                and labels.get("status") == "200"
+            ):
+                counts[pid] = counts.get(pid, 0.0) + value
+    return counts
+
+
+def test_metrics_add_up_across_both_workers(server: Server) -> None:
+    sent = 0
+    with ThreadPoolExecutor(8) as pool:
+        # Bounded: keep sending until both workers have answered some (almost always round 1).
+        for round_ in range(5):
+            bodies = [{"texts": [f"张三在北京大学读书{round_}-{i}。"] * 4} for i in range(20)]
+            responses = list(pool.map(lambda b: _predict(server.url, b), bodies))
+            assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+            sent += len(bodies)
+            if len(_served_by(server.data_dir)) >= 2:
+                break
+    per_worker = _served_by(server.data_dir)
+    assert len(per_worker) == 2, per_worker
+    assert sum(per_worker.values()) == sent
+
+    labels = {"route": PREDICT, "method": "POST", "status": "200"}
+    for _ in range(6):  # each scrape may land on either worker: every one must see all calls
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            scraped = client.get("/metrics")
+        assert scraped.status_code == 200
+        assert metric(scraped.text, "nluserve_http_requests_total", labels) == sent
+        assert metric(scraped.text, "nluserve_batch_size_texts_sum", {"model": "tiny"}) >= sent * 4
+
+
+def _timed(url: str, body: dict[str, object]) -> float:
+    started = time.monotonic()
+    assert _predict(url, body).status_code == 200
+    return time.monotonic() - started
+
+
+def test_sigterm_lets_in_flight_calls_finish_then_exits_cleanly(server: Server) -> None:
+    text = ("张三在北京大学读书，李四去了上海。" * 20)[:200]
+    # Calls must still be running when the signal comes, on a fast machine or a loaded one:
+    # size them from one measured call to take about two seconds each.
+    per_text = max(_timed(server.url, {"texts": [text]}), 0.01)
+    heavy = {"texts": [text] * max(1, min(64, math.ceil(2.0 / per_text)))}
+    # Connections are opened (and a first call answered) up front: opening one is slow on a
+    # loaded machine, and one still opening when the signal comes is refused, as it should be.
+    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(4)]
+    try:
+        for client in clients:
+            assert client.get("/healthz").status_code == 200
+        with ThreadPoolExecutor(4) as pool:
+            in_flight = [
+                pool.submit(client.post, "/v1/models/tiny/predict", json=heavy)
+                for client in clients
+            ]
+            time.sleep(0.5)  # let the workers read them
+            assert not any(f.done() for f in in_flight), "calls finished before SIGTERM"
+            server.proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            time.sleep(0.5)
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(server.url + "/healthz", timeout=2)
+            refused_while_draining = not all(f.done() for f in in_flight)
+            answers = [f.result(timeout=GRACEFUL_S + 30) for f in in_flight]
+    finally:
+        for client in clients:
+            client.close()
+
+    assert refused_while_draining
+    for response in answers:
+        assert response.status_code == 200, response.text
+        assert len(response.json()["results"]) == len(heavy["texts"])
+    code = server.proc.wait(timeout=GRACEFUL_S + 30)
+    assert code == 0, server.output()
+    assert time.monotonic() - signalled < GRACEFUL_S

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def usable_cores() -> int:
     """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
     return max(1, len(os.sched_getaffinity(0)))
+
+
+_PLACEHOLDERS = ("replace_me", "replace-me", "changeme", "change-me", "<", "todo", "example-secret")
 
 
 class Settings(BaseSettings):
@@ -81,6 +84,16 @@ class Settings(BaseSettings):
     default_quota_daily: int = Field(10_000, ge=0, description="calls per UTC day for new tenants")
     default_rate_per_s: float = Field(10.0, gt=0, description="sustained calls/s for new tenants")
     default_burst: int = Field(20, gt=0, description="burst size for new tenants")
+
+    @field_validator("key_pepper", "admin_key", "database_url", "redis_url")
+    @classmethod
+    def _no_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse example values copied from docs and manifests instead of real secrets."""
+        if value is not None:
+            raw = value.get_secret_value().strip().lower()
+            if not raw or any(p in raw for p in _PLACEHOLDERS):
+                raise ValueError("is a placeholder; set a real value (see docs/deploy.md)")
+        return value
 
     def threads_per_process(self) -> int:
         """Inference threads in each worker so that workers x threads <= cores."""

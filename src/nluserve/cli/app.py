@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from nluserve.cli import predict_cmd, serve_cmd, tenant_cmd, train_cmd
+from nluserve.cli.deploy_cmd import deploy_app
 from nluserve.cli.model_cmd import model_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(tenant_cmd.tenant_app, name="tenant")
 app.add_typer(tenant_cmd.key_app, name="key")
 app.add_typer(tenant_cmd.token_app, name="token")
 app.add_typer(tenant_cmd.signing_app, name="signing-key")
+app.add_typer(deploy_app, name="deploy")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Deployment: rendered host configuration, its validation with the real tools, backups."""

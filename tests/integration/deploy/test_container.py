@@ -1,0 +1,140 @@
+"""Dockerfile, .dockerignore and compose.yaml, checked without a Docker engine (there is none in
+CI): the serving dependency set from uv.lock, the image's user and health check, the compose
+graph and its Caddyfile through ``caddy validate``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.integration.deploy.conftest import REPO, missing_tool
+
+DOCKERFILE = "\n".join(
+    line
+    for line in (REPO / "Dockerfile").read_text().splitlines()
+    if not line.lstrip().startswith("#")  # instructions only
+)
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
+    return loaded
+
+
+def _stages() -> list[str]:
+    return re.split(r"^FROM ", DOCKERFILE, flags=re.M)[1:]
+
+
+def test_serving_dependency_set_has_no_pytorch() -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        missing_tool("uv")
+    proc = subprocess.run(
+        [str(uv), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    names = {
+        re.split(r"[=<>\[ ;]", line, maxsplit=1)[0].lower()
+        for line in proc.stdout.splitlines()
+        if line and not line.startswith(("#", " "))
+    }
+    assert {"onnxruntime", "gunicorn", "fastapi"} <= names
+    assert not names & {"torch", "transformers", "jieba", "onnx", "nvidia-cudnn-cu12"}
+
+
+def test_image_is_multistage_non_root_and_installs_serving_deps_only() -> None:
+    stages = _stages()
+    assert len(stages) >= 3  # uv binary, build, runtime
+    runtime = stages[-1]
+    assert "COPY --from=build /app/.venv /app/.venv" in runtime
+    assert "uv " not in runtime  # no package manager in the runtime stage
+    syncs = re.findall(r"uv sync [^\n\\]*", DOCKERFILE)
+    assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs)
+    assert "--extra" not in DOCKERFILE and "--all-extras" not in DOCKERFILE
+    (user,) = re.findall(r"^USER (\S+)", runtime, re.M)
+    assert user.split(":")[0] not in {"0", "root"}
+    (healthcheck,) = re.findall(r"^HEALTHCHECK .*?(?<!\\)$", runtime, re.M | re.S)
+    assert "/healthz" in healthcheck
+    assert "NLUSERVE_HOST=0.0.0.0" in runtime
+    for image in re.findall(r"^ARG \w+_IMAGE=(\S+)", DOCKERFILE, re.M):
+        assert ":" in image and not image.endswith(":latest"), image
+
+
+def test_build_context_admits_only_the_project() -> None:
+    lines = [
+        line
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert admitted == {"pyproject.toml", "uv.lock", "README.md", "src"}
+
+
+def test_compose_runs_migrate_once_before_the_app_and_publishes_only_the_proxy() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"nluserve", "migrate", "postgres", "redis", "caddy"}
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["restart"] == "no"
+    depends = services["nluserve"]["depends_on"]
+    assert depends["migrate"] == {"condition": "service_completed_successfully"}
+    assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert published == {"caddy"}
+    for name in ("nluserve", "migrate"):
+        svc = services[name]
+        assert svc["user"].split(":")[0] not in {"0", "root"}
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+    assert _compose()["networks"]["backend"]["internal"] is True
+
+
+def test_compose_pins_images_and_takes_secrets_only_from_placeholders() -> None:
+    compose = _compose()
+    for name, svc in compose["services"].items():
+        image = svc.get("image", "")
+        assert ":" in image and not image.endswith(":latest"), (name, image)
+    text = (REPO / "compose.yaml").read_text()
+    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "NLUSERVE_KEY_PEPPER"):
+        assert f"${{{secret}:?" in text
+    assert re.findall(r"://[^:\s]*:([^@$\s]+)@", text) == []  # no literal password in a URL
+
+
+def test_compose_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        missing_tool("caddy")
+    content = _compose()["configs"]["caddyfile"]["content"]
+    # What compose's interpolation does: ${VAR:-default} -> default, $$ -> $.
+    content = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", content).replace("$$", "$")
+    assert "${" not in content
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(content)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "NLUSERVE_DOMAIN": "api.example.com",
+        "ACME_EMAIL": "ops@example.com",
+    }
+    proc = subprocess.run(
+        [str(caddy), "validate", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "max_size 1048576" in content

@@ -1,0 +1,160 @@
+"""deploy/k8s: every manifest (base and the built production overlay) against the Kubernetes
+OpenAPI schemas shipped with kubernetes-validate (offline, strict), plus a workload lint."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.integration.deploy import manifests
+from tests.integration.deploy.conftest import REPO
+
+K8S = REPO / "deploy" / "k8s"
+BASE = K8S / "base"
+PRODUCTION = K8S / "overlays" / "production"
+# The oldest Kubernetes minor release still supported upstream when this was written; the
+# manifests use nothing newer.
+KUBERNETES = "1.31.0"
+
+
+def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind]
+    return found
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = manifests.pod_spec(_one(objects, "Deployment"))
+    assert spec is not None
+    container: dict[str, Any] = spec["containers"][0]
+    return container
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml"),
+    ids=lambda p: p.name,
+)
+def test_base_manifest_matches_the_kubernetes_schema(path: Path) -> None:
+    for obj in manifests.load(path):
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+def test_built_kustomization_matches_the_schema_and_passes_the_lint(directory: Path) -> None:
+    objects = manifests.build(directory)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Ingress",
+            "Job",
+            "Namespace",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    assert manifests.lint(objects) == []
+
+
+def test_schema_validation_rejects_an_unknown_field() -> None:
+    deployment = copy.deepcopy(_one(manifests.build(BASE), "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "problem"),
+    [
+        (lambda c, p: c.pop("readinessProbe"), "no readinessProbe"),
+        (lambda c, p: c.pop("startupProbe"), "no startupProbe"),
+        (lambda c, p: c["resources"].pop("limits"), "no limits.memory"),
+        (lambda c, p: p["securityContext"].update(runAsUser=0), "runs as uid 0"),
+        (
+            lambda c, p: (
+                p["securityContext"].pop("runAsNonRoot"),
+                c["securityContext"].pop("runAsNonRoot"),
+            ),
+            "runAsNonRoot is not true",
+        ),
+        (lambda c, p: c["securityContext"].update(readOnlyRootFilesystem=False), "writable"),
+        (lambda c, p: c["securityContext"]["capabilities"].update(drop=[]), "capabilities"),
+        (lambda c, p: c.update(image="ghcr.io/example/nluserve:latest"), "pinned tag"),
+    ],
+)
+def test_lint_catches_a_container_without_probes_limits_or_running_as_root(
+    mutation: Any, problem: str
+) -> None:
+    objects = copy.deepcopy(manifests.build(BASE))
+    spec = manifests.pod_spec(_one(objects, "Deployment"))
+    assert spec is not None
+    mutation(spec["containers"][0], spec)
+    assert any(problem in p for p in manifests.lint(objects)), manifests.lint(objects)
+
+
+def test_probes_use_healthz_for_liveness_and_readyz_for_readiness() -> None:
+    container = _container(manifests.build(BASE))
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_production_overlay_scales_out_with_bigger_pods_and_its_own_stores() -> None:
+    base, production = manifests.build(BASE), manifests.build(PRODUCTION)
+    assert _one(production, "Deployment")["spec"]["replicas"] == 3
+    assert _one(production, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 3
+    assert _container(production)["resources"]["limits"]["memory"] == "5Gi"
+    assert _container(production)["securityContext"] == _container(base)["securityContext"]
+    assert _one(production, "ConfigMap")["data"]["NLUSERVE_WORKERS"] == "4"
+    secret = _one(production, "Secret")["stringData"]
+    assert "postgres-primary" in secret["NLUSERVE_DATABASE_URL"]
+    assert secret["NLUSERVE_REDIS_URL"].startswith("rediss://")
+    assert all(
+        o["metadata"].get("namespace") == "nluserve" for o in production if o["kind"] != "Namespace"
+    )
+
+
+def test_ingress_uses_cert_manager_the_services_limits_and_hides_metrics() -> None:
+    objects = manifests.build(BASE)
+    ingress, config = _one(objects, "Ingress"), _one(objects, "ConfigMap")["data"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["cert-manager.io/cluster-issuer"]
+    assert ingress["spec"]["tls"][0]["secretName"]
+    assert (
+        annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+        == config["NLUSERVE_MAX_BODY_BYTES"]
+    )
+    timeout = float(config["NLUSERVE_REQUEST_TIMEOUT_S"])
+    assert float(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > timeout
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert "/v1" in paths and "/" not in paths and not any(p.startswith("/metrics") for p in paths)
+
+
+def test_network_policy_admits_only_the_ingress_controller_namespace() -> None:
+    policy = _one(manifests.build(BASE), "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"namespaceSelector"}
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+
+
+def test_secrets_in_the_repository_are_placeholders() -> None:
+    for directory in (BASE, PRODUCTION):
+        for obj in manifests.build(directory):
+            if obj["kind"] == "Secret":
+                for key, value in obj["stringData"].items():
+                    assert "REPLACE_ME" in value, key

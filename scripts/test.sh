@@ -6,7 +6,7 @@ export PATH="$HOME/.local/bin:$PATH"
 # Real services the tests start themselves (no mocks): Redis, PostgreSQL, nginx, Caddy, promtool.
 TEST_DEBS="redis-server postgresql nginx caddy prometheus logrotate"
 scripts/bootstrap.sh --train --debs "${NLUSERVE_TEST_DEBS:-$TEST_DEBS}"
-uv run --frozen ruff check src tests bench
-uv run --frozen ruff format --check src tests bench
+uv run --frozen ruff check src tests bench scripts
+uv run --frozen ruff format --check src tests bench scripts
 uv run --frozen mypy
 uv run --frozen pytest "$@"

@@ -28,3 +28,11 @@ class DataFormatError(NluserveError):
 
 class CheckpointError(NluserveError):
     """A directory is not a Hugging Face checkpoint that ``nluserve model import`` can convert."""
+
+
+class ConflictError(NluserveError):
+    """A record with that unique name already exists."""
+
+
+class StoreUnavailableError(NluserveError):
+    """A backing store (database) cannot be reached and nothing cached can stand in."""

@@ -13,6 +13,7 @@ from nluserve import __version__
 from nluserve.api import problems
 from nluserve.api.middleware import BodyLimit, RequestContext
 from nluserve.api.routes import auth, compat, health, models, predict, usage
+from nluserve.api.routes import console as console_routes
 from nluserve.audit.recorder import AuditRecorder
 from nluserve.observability import metrics
 from nluserve.quota.base import QuotaStore
@@ -77,13 +78,14 @@ def create_app(
     for module in (predict, models, compat, health, auth, usage):
         app.include_router(module.router)
     app.include_router(usage.admin)
+    app.include_router(console_routes.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app
 
 
 async def _start_tenancy(app: FastAPI, settings: Settings, tenancy: TenancyService) -> Gate:
-    tenancy.repo.engine.dispose(close=False)  # connections opened before fork are not ours
+    tenancy.repo.after_fork()
     quota: QuotaStore
     if settings.redis_url:
         from nluserve.quota.redis import RedisQuotaStore

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from nluserve.api.problems import ProblemError
+from nluserve.errors import StoreUnavailableError
 from nluserve.quota.base import QuotaUnavailable
 from nluserve.services.inference import InferenceService
 from nluserve.settings import Settings
@@ -61,6 +62,14 @@ async def get_caller(request: Request) -> Caller:
         ) from exc
     except TenantDisabled as exc:
         raise ProblemError(403, "tenant-disabled", "Tenant disabled", str(exc)) from exc
+    except StoreUnavailableError as exc:
+        raise ProblemError(
+            503,
+            "store-unavailable",
+            "Credential store unavailable",
+            str(exc),
+            headers={"Retry-After": "2"},
+        ) from exc
     request.state.tenant_name = principal.tenant.name
     request.scope.setdefault("state", {})["tenant_name"] = principal.tenant.name
     policy = policy_of(principal)

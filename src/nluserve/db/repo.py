@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -9,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from nluserve.db.engine import make_engine
 from nluserve.db.tables import ApiKeyRow, AuditRow, RevokedTokenRow, SigningKeyRow, TenantRow
+from nluserve.errors import ConflictError
 from nluserve.tenancy.values import AuditRecord, KeyRecord, Tenant, UsageRow
 
 
@@ -57,7 +60,15 @@ class Repository:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
+        self._pid = os.getpid()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def after_fork(self) -> None:
+        """Forget pooled connections inherited from a parent process (never close them: they
+        are the parent's); in the creating process this does nothing."""
+        if os.getpid() != self._pid:
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -89,8 +100,11 @@ class Repository:
             created_at=ts,
             updated_at=ts,
         )
-        with self._sessions.begin() as s:
-            s.add(row)
+        try:
+            with self._sessions.begin() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            raise ConflictError(f"tenant {name!r} exists") from exc
         return _tenant(row)
 
     def tenant(self, id_or_name: str) -> Tenant | None:
@@ -164,19 +178,21 @@ class Repository:
                 s.execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used_at=ts))
 
     # signing keys and revocations
-    def add_signing_key(self, kid: str, private_pem: str, public_pem: str) -> None:
+    def add_signing_key(self, kid: str, private_pem: str, public_pem: str) -> datetime:
+        created = now()
         with self._sessions.begin() as s:
             s.add(
                 SigningKeyRow(
-                    kid=kid, private_pem=private_pem, public_pem=public_pem, created_at=now()
+                    kid=kid, private_pem=private_pem, public_pem=public_pem, created_at=created
                 )
             )
+        return created
 
-    def retire_signing_keys(self, except_kid: str) -> None:
+    def retire_signing_keys(self, older_than: datetime) -> None:
         with self._sessions.begin() as s:
             s.execute(
                 update(SigningKeyRow)
-                .where(SigningKeyRow.kid != except_kid, SigningKeyRow.retired_at.is_(None))
+                .where(SigningKeyRow.created_at < older_than, SigningKeyRow.retired_at.is_(None))
                 .values(retired_at=now())
             )
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from nluserve.db.repo import Repository
-from nluserve.errors import NluserveError
+from nluserve.errors import NluserveError, StoreUnavailableError
 from nluserve.tenancy import keys as keyfmt
 from nluserve.tenancy.tokens import TokenCodec, TokenError
 from nluserve.tenancy.values import KeyRecord, Tenant
+
+# How long cached credentials may stand in for an unreachable database.
+STALE_MAX_S = 300.0
 
 
 class AuthError(NluserveError):
@@ -56,6 +60,13 @@ class _Ttl(Generic[V]):
             return True, hit[1]
         return False, None
 
+    def stale(self, key: str, max_age: float) -> tuple[bool, V | None]:
+        """A cached value however old (up to ``max_age``), for when the database is down."""
+        hit = self.items.get(key)
+        if hit and time.monotonic() - hit[0] < max_age:
+            return True, hit[1]
+        return False, None
+
     def put(self, key: str, value: V | None) -> None:
         if len(self.items) > 50_000:
             self.items.clear()
@@ -83,23 +94,37 @@ class Authenticator:
 
     async def _revocations(self) -> set[str]:
         if time.monotonic() - self._revoked_at > self.cache_s:
-            self._revoked = await asyncio.to_thread(self.repo.revoked_jtis)
+            try:
+                self._revoked = await asyncio.to_thread(self.repo.revoked_jtis)
+            except Exception as exc:
+                # No revocation can be written while the database is down: the last list holds.
+                if time.monotonic() - self._revoked_at > STALE_MAX_S:
+                    raise StoreUnavailableError("the database is unreachable") from exc
+                return self._revoked
             self._revoked_at = time.monotonic()
         return self._revoked
 
-    async def tenant(self, tenant_id: str) -> Tenant | None:
-        hit, value = self._tenants.get(tenant_id)
-        if not hit:
-            value = await asyncio.to_thread(self.repo.tenant, tenant_id)
-            self._tenants.put(tenant_id, value)
+    async def _cached(self, cache: _Ttl[V], key: str, load: Callable[[str], V | None]) -> V | None:
+        """Fresh within ``cache_s``; during a database outage the last known value stands in
+        (up to STALE_MAX_S), so an outage degrades to slightly stale status, not to errors."""
+        hit, value = cache.get(key)
+        if hit:
+            return value
+        try:
+            value = await asyncio.to_thread(load, key)
+        except Exception as exc:
+            hit, value = cache.stale(key, STALE_MAX_S)
+            if not hit:
+                raise StoreUnavailableError("the database is unreachable") from exc
+            return value
+        cache.put(key, value)
         return value
 
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        return await self._cached(self._tenants, tenant_id, self.repo.tenant)
+
     async def _key(self, key_id: str) -> KeyRecord | None:
-        hit, value = self._keys.get(key_id)
-        if not hit:
-            value = await asyncio.to_thread(self.repo.key, key_id)
-            self._keys.put(key_id, value)
-        return value
+        return await self._cached(self._keys, key_id, self.repo.key)
 
     async def _usable_key(self, key_id: str) -> KeyRecord:
         record = await self._key(key_id)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nluserve.db.repo import Repository
-from nluserve.errors import NluserveError
+from nluserve.errors import ConflictError, NluserveError
 from nluserve.settings import Settings
 from nluserve.tenancy import keys as keyfmt
 from nluserve.tenancy.tokens import TokenCodec, new_signing_key
@@ -20,8 +20,7 @@ class NotFound(NluserveError):
     """No such tenant or key (or not yours: the same answer, so ids cannot be probed)."""
 
 
-class Conflict(NluserveError):
-    """A tenant of that name already exists."""
+Conflict = ConflictError  # a tenant of that name already exists
 
 
 @dataclass(frozen=True)
@@ -144,9 +143,11 @@ class TenancyService:
         return self.repo.usage(self.find(tenant_id).id if tenant_id else None, days)
 
     def rotate_signing_key(self) -> str:
+        """Add a key and retire only the keys older than it: two concurrent rotations (two
+        first starts) leave the newer key current instead of retiring each other's."""
         kid, private_pem, public_pem = new_signing_key()
-        self.repo.add_signing_key(kid, private_pem, public_pem)
-        self.repo.retire_signing_keys(except_kid=kid)
+        created = self.repo.add_signing_key(kid, private_pem, public_pem)
+        self.repo.retire_signing_keys(older_than=created)
         return kid
 
     def ensure_signing_key(self) -> None:
@@ -161,7 +162,10 @@ class TenancyService:
         """On an empty database create the admin tenant; returns a new key to print once."""
         if self.repo.count_tenants():
             return None
-        tenant = self.repo.create_tenant("admin", 10**9, 1000.0, 1000, ["*"], admin=True)
+        try:
+            tenant = self.repo.create_tenant("admin", 10**9, 1000.0, 1000, ["*"], admin=True)
+        except ConflictError:
+            return None  # another process bootstrapped at the same moment
         if self.settings.admin_key:
             self.add_known_key(tenant.id, self.settings.admin_key.get_secret_value(), "admin")
             return None

@@ -89,9 +89,12 @@ async def uninlu(
         )
     plan = _plan(service.models.values(), list(body.schema_), settings.sentiment_model)
     result: dict[str, list[str]] = {key: [] for key in body.schema_}
-    for model_name, keys in plan.items():
-        model = resolve(service, model_name)
+    # Every model the schema needs is checked before any is run: a refused call costs nothing.
+    chosen = {name: resolve(service, name) for name in plan}
+    for model in chosen.values():
         authorize(caller, model)
+    for model_name, keys in plan.items():
+        model = chosen[model_name]
         pred = await run_prediction(request, service, caller, model, [body.text], None, request_id)
         [res] = pred.results
         if isinstance(res, ClassResult):

@@ -1,0 +1,39 @@
+"""GET /console: the web console (static files from nluserve.console, strict CSP)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from nluserve.api.problems import ProblemError
+from nluserve.console import SECURITY_HEADERS, Asset, assets
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _serve(asset: Asset, request: Request) -> Response:
+    # no-cache = revalidate every time: a new release is picked up at once, an unchanged file
+    # costs a 304.
+    headers = {**SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+@router.get("")
+async def console_root() -> Response:
+    """Redirect to the trailing slash so the page's relative asset URLs resolve under /console/."""
+    return RedirectResponse("console/", status_code=308, headers=SECURITY_HEADERS)
+
+
+@router.get("/")
+async def console_page(request: Request) -> Response:
+    return _serve(assets()["index.html"], request)
+
+
+@router.get("/assets/{name}")
+async def console_asset(name: str, request: Request) -> Response:
+    asset = assets().get(name)
+    if asset is None or name == "index.html":
+        raise ProblemError(404, "not-found", "Not found", f"no console asset {name!r}")
+    return _serve(asset, request)

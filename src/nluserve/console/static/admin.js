@@ -1,0 +1,292 @@
+// Admin: tenants (status, quota, today's calls), create/disable tenants, create/revoke keys,
+// calls per tenant per day. Nothing is drawn until the API has answered /admin/tenants with
+// 200: a tenant key gets the API's 403 and sees only "admin only".
+
+import { call } from './api.js';
+import { barChart, lastDays, seriesOf } from './chart.js';
+import { alert, announce, copyButton, fillWith, h, table } from './dom.js';
+import { describe } from './errors.js';
+import { num, t } from './i18n.js';
+
+const CHART_DAYS = 14;
+
+let root;
+let state = null; // {tenants, usage}
+let openKeys = null; // tenant id whose keys are shown
+let keys = [];
+let revealed = null; // {name, key}: a new key, shown once
+const el = {};
+
+export function init(section) {
+  root = section;
+  window.addEventListener('nluserve:lang', () => {
+    if (state) render();
+    else if (root.querySelector('[data-admin-only]')) denied();
+  });
+}
+
+export function reset() {
+  state = null;
+  keys = [];
+  openKeys = null;
+  revealed = null;
+  fillWith(root);
+}
+
+export async function enter() {
+  state = null;
+  openKeys = null;
+  revealed = null;
+  fillWith(root,
+    h('h1', { id: 'admin-title', tabindex: '-1', 'data-i18n': 'ad.title' }, t('ad.title')),
+    h('p', { class: 'muted' }, t('loading')),
+  );
+  await load();
+}
+
+function denied() {
+  fillWith(root,
+    h('h1', { id: 'admin-title', tabindex: '-1', 'data-i18n': 'ad.title' }, t('ad.title')),
+    h('p', { class: 'alert warning', role: 'alert', id: 'ad-denied', 'data-admin-only': '' }, t('ad.only')),
+  );
+}
+
+async function load() {
+  let tenants;
+  let usage;
+  try {
+    ({ data: tenants } = await call('GET', '/admin/tenants'));
+    ({ data: usage } = await call('GET', `/admin/usage?days=${CHART_DAYS}`));
+  } catch (err) {
+    state = null;
+    if (err.status === 403 && err.slug === 'forbidden') denied();
+    else {
+      fillWith(root,
+        h('h1', { id: 'admin-title', tabindex: '-1' }, t('ad.title')),
+        alert(describe(err)),
+      );
+    }
+    return;
+  }
+  state = { tenants, usage };
+  if (openKeys) await loadKeys(openKeys, false);
+  render();
+}
+
+async function loadKeys(tenantId, redraw = true) {
+  try {
+    ({ data: keys } = await call('GET', `/admin/tenants/${encodeURIComponent(tenantId)}/keys`));
+    openKeys = tenantId;
+  } catch (err) {
+    flash(describe(err), 'error');
+    openKeys = null;
+  }
+  if (redraw) render();
+}
+
+function flash(text, kind = 'ok') {
+  fillWith(el.message, kind === 'ok' ? h('p', { class: 'alert ok' }, text) : alert(text));
+  announce(text);
+}
+
+function statusName(status) {
+  return t(`status.${status}`);
+}
+
+async function setStatus(tenant, status) {
+  try {
+    await call('PATCH', `/admin/tenants/${encodeURIComponent(tenant.id)}`, { body: { status } });
+    await load();
+    flash(t('ad.statusChanged', { name: tenant.name, status: statusName(status) }));
+  } catch (err) {
+    flash(describe(err), 'error');
+  }
+}
+
+async function createTenant(form) {
+  const name = form.elements.name.value.trim();
+  const quota = form.elements.quota.value.trim();
+  const body = { name };
+  if (quota) body.quota_daily = Number(quota);
+  try {
+    const { data } = await call('POST', '/admin/tenants', { body });
+    revealed = { name: data.tenant.name, key: data.api_key };
+    form.reset();
+    await load();
+    flash(t('ad.createdTenant', { name: data.tenant.name }));
+  } catch (err) {
+    flash(describe(err), 'error');
+  }
+}
+
+async function createKey(tenant, form) {
+  const name = form.elements.keyname.value.trim();
+  try {
+    const { data } = await call('POST', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys`, { body: { name } });
+    revealed = { name: tenant.name, key: data.api_key };
+    await loadKeys(tenant.id);
+  } catch (err) {
+    flash(describe(err), 'error');
+  }
+}
+
+async function revokeKey(tenant, key) {
+  try {
+    await call('DELETE', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys/${encodeURIComponent(key.id)}`);
+    await loadKeys(tenant.id);
+    flash(t('ad.keyRevoked', { id: key.id }));
+  } catch (err) {
+    flash(describe(err), 'error');
+  }
+}
+
+function when(value) {
+  return value ? value.replace('T', ' ').slice(0, 19) : '';
+}
+
+function revealedBox() {
+  if (!revealed) return null;
+  const input = h('input', { id: 'ad-new-key', type: 'text', readonly: true, value: revealed.key, spellcheck: 'false', autocomplete: 'off' });
+  const dismiss = h('button', { type: 'button', class: 'secondary small' }, t('ad.dismiss'));
+  dismiss.addEventListener('click', () => {
+    revealed = null;
+    render();
+  });
+  return h(
+    'div',
+    { class: 'card reveal', role: 'region', 'aria-labelledby': 'ad-new-key-label' },
+    h('p', { id: 'ad-new-key-label' }, h('strong', {}, t('ad.newKey', { name: revealed.name }))),
+    h('label', { for: 'ad-new-key', class: 'visually-hidden' }, t('ad.newKeyLabel')),
+    h('div', { class: 'inline' }, input, copyButton(() => input.value, { copy: t('copy'), copied: t('copied') }), dismiss),
+  );
+}
+
+function tenantRow(tenant, today) {
+  const toggle = h(
+    'button',
+    { type: 'button', class: 'secondary small', 'data-action': 'status', 'data-tenant': tenant.name },
+    tenant.status === 'active' ? t('ad.disable') : t('ad.enable'),
+  );
+  toggle.addEventListener('click', () => setStatus(tenant, tenant.status === 'active' ? 'disabled' : 'active'));
+  const showKeys = h(
+    'button',
+    { type: 'button', class: 'secondary small', 'data-action': 'keys', 'data-tenant': tenant.name, 'aria-expanded': String(openKeys === tenant.id) },
+    openKeys === tenant.id ? t('ad.hideKeys') : t('ad.keys'),
+  );
+  showKeys.addEventListener('click', () => {
+    if (openKeys === tenant.id) {
+      openKeys = null;
+      render();
+    } else loadKeys(tenant.id);
+  });
+  return [
+    h('span', { 'data-tenant-name': tenant.name }, tenant.name),
+    h('span', { class: `badge ${tenant.status}`, 'data-status': tenant.status }, statusName(tenant.status)),
+    tenant.admin ? t('role.admin') : t('role.tenant'),
+    num(tenant.quota_daily),
+    t('rate.value', { rate: num(tenant.rate_per_s, 1), burst: num(tenant.burst) }),
+    num(today.get(tenant.id) ?? 0),
+    h('span', { class: 'inline' }, toggle, showKeys),
+  ];
+}
+
+function keysPanel(tenant) {
+  const form = h(
+    'form',
+    { class: 'inline', id: 'ad-key-form', novalidate: true },
+    h('label', { for: 'ad-key-name' }, t('ad.keyName')),
+    h('input', { id: 'ad-key-name', name: 'keyname', type: 'text', maxlength: 100, autocomplete: 'off' }),
+    h('button', { type: 'submit', class: 'small' }, t('ad.createKey')),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    createKey(tenant, form);
+  });
+  const rows = keys.map((key) => {
+    const revoke = h('button', { type: 'button', class: 'danger small', 'data-action': 'revoke', 'data-key': key.id }, t('ad.revoke'));
+    revoke.addEventListener('click', () => revokeKey(tenant, key));
+    return [
+      h('code', {}, key.id),
+      key.name,
+      when(key.created_at),
+      key.last_used_at ? when(key.last_used_at) : t('ad.never'),
+      when(key.expires_at),
+      key.revoked_at ? h('span', { class: 'badge disabled' }, `${t('ad.revoked')} ${when(key.revoked_at)}`) : revoke,
+    ];
+  });
+  return h(
+    'section',
+    { class: 'card', id: 'ad-keys', 'aria-labelledby': 'ad-keys-title' },
+    h('h3', { id: 'ad-keys-title' }, t('ad.keysOf', { name: tenant.name })),
+    rows.length
+      ? table([t('col.keyId'), t('col.name'), t('col.created'), t('col.lastUsed'), t('col.expires'), t('col.actions')], rows)
+      : h('p', { class: 'muted' }, t('ad.nokeys')),
+    form,
+  );
+}
+
+function createForm() {
+  const form = h(
+    'form',
+    { class: 'card', id: 'ad-create', novalidate: true },
+    h('h2', {}, t('ad.create')),
+    h(
+      'div',
+      { class: 'grid2' },
+      h('div', { class: 'field' }, h('label', { for: 'ad-name' }, t('ad.name')), h('input', { id: 'ad-name', name: 'name', type: 'text', required: true, maxlength: 100, pattern: '[\\w.\\-]+', autocomplete: 'off' })),
+      h('div', { class: 'field' }, h('label', { for: 'ad-quota' }, t('ad.quotaOpt')), h('input', { id: 'ad-quota', name: 'quota', type: 'number', min: 0, step: 1, inputmode: 'numeric' })),
+    ),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('ad.createBtn'))),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    createTenant(form);
+  });
+  return form;
+}
+
+/** A selector for the focused control, so a re-render can give focus back to its twin. */
+function focusedSelector() {
+  const active = document.activeElement;
+  if (!active || !root.contains(active)) return null;
+  if (active.id) return `#${CSS.escape(active.id)}`;
+  const { action, tenant, key } = active.dataset;
+  if (!action) return null;
+  let selector = `[data-action="${CSS.escape(action)}"]`;
+  if (tenant) selector += `[data-tenant="${CSS.escape(tenant)}"]`;
+  if (key) selector += `[data-key="${CSS.escape(key)}"]`;
+  return selector;
+}
+
+function render() {
+  const { tenants, usage } = state;
+  const refocus = focusedSelector();
+  const days = lastDays(CHART_DAYS);
+  const today = new Map();
+  for (const row of usage.rows) {
+    if (row.day === days[days.length - 1]) today.set(row.tenant_id, (today.get(row.tenant_id) ?? 0) + row.calls);
+  }
+  const names = new Map(tenants.map((tenant) => [tenant.id, tenant.name]));
+  const open = tenants.find((tenant) => tenant.id === openKeys);
+  el.message = el.message && root.contains(el.message) ? el.message : h('div', { id: 'ad-message' });
+  fillWith(root,
+    h('h1', { id: 'admin-title', tabindex: '-1', 'data-i18n': 'ad.title' }, t('ad.title')),
+    el.message,
+    revealedBox(),
+    h('h2', {}, t('ad.tenants')),
+    table(
+      [t('col.name'), t('col.status'), t('col.role'), t('col.quota'), t('col.rate'), t('ad.today'), t('col.actions')],
+      tenants.map((tenant) => tenantRow(tenant, today)),
+      { id: 'ad-tenants' },
+    ),
+    open ? keysPanel(open) : null,
+    createForm(),
+    barChart({
+      id: 'tenants',
+      title: t('ad.chart'),
+      days,
+      series: seriesOf(usage.rows, days, (row) => names.get(row.tenant_id) ?? row.tenant_id.slice(0, 8), 'calls'),
+    }),
+  );
+  if (refocus) root.querySelector(refocus)?.focus();
+}

@@ -1,0 +1,102 @@
+// The console calls the same public API as every client, with `Authorization: Bearer <key>`.
+// The key lives in sessionStorage only: never in a URL, a cookie, localStorage or a log line.
+
+const KEY = 'nluserve.key';
+
+/** Where the API is: the console is served at <base>/console/, so the API is at <base>/. */
+export const apiBase = window.location.pathname.replace(/\/console(\/.*)?$/, '');
+
+export const session = {
+  key() {
+    return window.sessionStorage.getItem(KEY);
+  },
+  set(key) {
+    window.sessionStorage.setItem(KEY, key);
+  },
+  clear() {
+    window.sessionStorage.removeItem(KEY);
+  },
+};
+
+/** An API error: HTTP status and the RFC 9457 problem body (type slug, title, detail). */
+export class ApiError extends Error {
+  constructor(status, problem, headers) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+    this.headers = headers;
+    this.slug = typeof problem.type === 'string' ? problem.type.split('/').pop() : '';
+  }
+}
+
+/** 401 (key unknown, revoked, expired) and a disabled tenant end the session; other 403s
+ * (admin only, model out of scope) are answers about one call, not about the key. */
+export function endsSession(err) {
+  return err.status === 401 || (err.status === 403 && err.slug === 'tenant-disabled');
+}
+
+/**
+ * Call the API. Returns {status, headers, data, ms}; throws ApiError. With the session key,
+ * an error that ends the session clears it and fires `nluserve:logout` with the error.
+ */
+export async function call(method, path, { body, key } = {}) {
+  const usesSession = key === undefined;
+  const credential = usesSession ? session.key() : key;
+  const headers = { Accept: 'application/json' };
+  if (credential) headers.Authorization = `Bearer ${credential}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch(apiBase + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+    });
+  } catch (cause) {
+    throw new ApiError(0, { title: 'network', detail: String(cause) });
+  }
+  const text = await response.text();
+  const ms = performance.now() - started;
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const err = new ApiError(response.status, data && typeof data === 'object' ? data : {}, response.headers);
+    if (usesSession && endsSession(err)) {
+      session.clear();
+      window.dispatchEvent(new CustomEvent('nluserve:logout', { detail: err }));
+    }
+    throw err;
+  }
+  return { status: response.status, headers: response.headers, data, ms };
+}
+
+/**
+ * Parse an IETF RateLimit / RateLimit-Policy structured field list:
+ * `"daily";q=100;w=86400, "burst";q=20;w=2` -> {daily: {q: 100, w: 86400}, burst: {...}}.
+ */
+export function parseLimits(value) {
+  const out = {};
+  if (!value) return out;
+  for (const item of value.split(',')) {
+    const [rawName, ...params] = item.trim().split(';');
+    const name = rawName.trim().replace(/^"|"$/g, '');
+    if (!name) continue;
+    const entry = {};
+    for (const param of params) {
+      const [k, v] = param.split('=');
+      if (k && v !== undefined) entry[k.trim()] = Number(v.trim());
+    }
+    out[name] = entry;
+  }
+  return out;
+}

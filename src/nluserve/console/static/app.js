@@ -1,0 +1,116 @@
+// Entry point: language, login/logout, and hash routing between the three views.
+
+import * as admin from './admin.js';
+import { call, endsSession, session } from './api.js';
+import { describe } from './errors.js';
+import { applyI18n, lang, setLang, t } from './i18n.js';
+import * as playground from './playground.js';
+import * as usage from './usage.js';
+
+const VIEWS = { playground, usage, admin };
+const DEFAULT_VIEW = 'playground';
+
+const $ = (id) => document.getElementById(id);
+
+function showOnly(id) {
+  for (const section of document.querySelectorAll('main > .view')) {
+    section.hidden = section.id !== id;
+  }
+}
+
+function loginMessage(text) {
+  const message = $('login-message');
+  message.textContent = text || '';
+  message.hidden = !text;
+}
+
+function showLogin(reason) {
+  $('nav').hidden = true;
+  $('logout').hidden = true;
+  // Nothing a previous key could see stays in the page, not even hidden.
+  for (const view of Object.values(VIEWS)) view.reset();
+  showOnly('view-login');
+  if (reason !== undefined) loginMessage(reason);
+  $('login-key').focus();
+}
+
+function currentView() {
+  const match = /^#\/(\w+)/.exec(window.location.hash);
+  return match && match[1] in VIEWS ? match[1] : DEFAULT_VIEW;
+}
+
+async function route() {
+  if (!session.key()) {
+    showLogin();
+    return;
+  }
+  const name = currentView();
+  $('nav').hidden = false;
+  $('logout').hidden = false;
+  for (const link of document.querySelectorAll('#nav a')) {
+    if (link.dataset.view === name) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  showOnly(`view-${name}`);
+  await VIEWS[name].enter();
+  // A hidden view cannot take focus; move it to the new heading for screen readers.
+  if (session.key() && currentView() === name) $(`${name}-title`)?.focus({ preventScroll: true });
+}
+
+async function login(event) {
+  event.preventDefault();
+  const input = $('login-key');
+  const key = input.value.trim();
+  if (!key) {
+    loginMessage(t('login.empty'));
+    input.focus();
+    return;
+  }
+  const button = event.target.querySelector('button[type=submit]');
+  button.disabled = true;
+  loginMessage('');
+  $('status').textContent = t('login.checking');
+  try {
+    // Any authenticated read proves the key; GET /v1/models costs no quota.
+    await call('GET', '/v1/models', { key });
+  } catch (err) {
+    let text = describe(err);
+    if (err.status === 401) text = t('login.wrong');
+    else if (endsSession(err)) text = t('login.disabled');
+    loginMessage(text);
+    input.select();
+    input.focus();
+    return;
+  } finally {
+    button.disabled = false;
+    $('status').textContent = '';
+  }
+  session.set(key);
+  input.value = '';
+  loginMessage('');
+  if (!window.location.hash.startsWith('#/')) window.location.hash = `#/${DEFAULT_VIEW}`;
+  await route();
+}
+
+function start() {
+  const picker = $('lang');
+  picker.value = lang();
+  picker.addEventListener('change', () => setLang(picker.value));
+  applyI18n();
+  for (const [name, view] of Object.entries(VIEWS)) view.init($(`view-${name}`));
+  $('login-form').addEventListener('submit', login);
+  $('logout').addEventListener('click', () => {
+    session.clear();
+    showLogin(t('login.loggedOut'));
+  });
+  window.addEventListener('nluserve:logout', (event) => {
+    const err = event.detail;
+    showLogin(err.status === 401 ? t('logout.unauthorized') : t('logout.disabled'));
+  });
+  window.addEventListener('hashchange', () => {
+    if (window.location.hash.startsWith('#/')) route();
+  });
+  route();
+}
+
+start();

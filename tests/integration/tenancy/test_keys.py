@@ -1,0 +1,206 @@
+"""API keys: checksummed format, peppered HMAC at rest, constant-time check, expiry, revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nluserve.db.repo import Repository
+from nluserve.tenancy import keys as keyfmt
+from nluserve.tenancy.values import KeyRecord
+from tests.integration.tenancy.harness import (
+    CACHE_S,
+    TEXT,
+    Stack,
+    assert_problem,
+    bearer,
+    build_stack,
+    running,
+    tenancy_settings,
+)
+
+PREDICT = "/v1/models/general/predict"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    return build_stack(tenancy_settings(tmp_path / "data"))
+
+
+def _flip(key: str, index: int) -> str:
+    """The key with one character replaced by another of the same alphabet."""
+    old = key[index]
+    new = "A" if old != "A" else "B"
+    return key[:index] + new + key[index + 1 :]
+
+
+class _CountingKeyLookups:
+    """Wraps Repository.key to count the database lookups the authenticator makes."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.inner = repo.key
+        self.calls: list[str] = []
+
+    def __call__(self, key_id: str) -> KeyRecord | None:
+        self.calls.append(key_id)
+        return self.inner(key_id)
+
+
+def test_key_format_names_its_id_and_carries_a_checksum(stack: Stack) -> None:
+    tenant, key = stack.tenant("acme")
+    [record] = stack.tenancy.keys(tenant.id)
+    assert key.startswith(f"nlu_{record.id}_")
+    assert len(key) == len("nlu_") + keyfmt.KEY_ID_LEN + 1 + keyfmt.SECRET_LEN + keyfmt.CHECK_LEN
+    assert keyfmt.parse(key) == record.id
+    # Every single-character change anywhere in the id, secret or checksum breaks the checksum.
+    for index in range(len("nlu_"), len(key)):
+        if key[index] != "_":
+            assert keyfmt.parse(_flip(key, index)) is None, index
+
+
+def test_one_changed_character_is_rejected_before_any_lookup(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key = stack.tenant("acme")
+    lookups = _CountingKeyLookups(stack.tenancy.repo)
+    monkeypatch.setattr(stack.tenancy.repo, "key", lookups)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            for index in (len(key) - 1, len(key) - 10, len("nlu_") + 2):
+                r = await client.post(
+                    PREDICT, json={"text": TEXT}, headers=bearer(_flip(key, index))
+                )
+                body = assert_problem(r, 401, "unauthorized")
+                assert body["detail"] == "malformed API key"
+                assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert lookups.calls == []
+            ok = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert ok.status_code == 200, ok.text
+            assert lookups.calls == [keyfmt.parse(key)]  # the counter does see real lookups
+
+    asyncio.run(scenario())
+
+
+def test_a_forged_key_with_a_valid_checksum_is_looked_up_and_refused(stack: Stack) -> None:
+    _, key = stack.tenant("acme")
+    key_id = keyfmt.parse(key)
+    body = f"nlu_{key_id}_{'x' * keyfmt.SECRET_LEN}"
+    forged = body + keyfmt._checksum(body)
+    assert keyfmt.parse(forged) == key_id
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(forged))
+            assert assert_problem(r, 401)["detail"] == "unknown API key"
+
+    asyncio.run(scenario())
+
+
+def test_only_the_peppered_hmac_is_stored_never_the_key(stack: Stack) -> None:
+    tenant, key = stack.tenant("acme")
+    [record] = stack.tenancy.keys(tenant.id)
+    pepper = (stack.settings.data_dir / "secrets" / "pepper").read_text().strip().encode()
+    assert record.digest != key
+    assert record.digest == hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+    assert record.digest != hashlib.sha256(key.encode()).hexdigest()  # a pepper, not a bare hash
+    stack.tenancy.repo.close()
+    secret = key.split("_")[2]
+    files = sorted(stack.settings.data_dir.glob("nluserve.db*"))
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        assert key.encode() not in raw, path
+        assert secret.encode() not in raw, path
+        assert secret.encode("utf-16-le") not in raw, path
+
+
+def test_digests_are_compared_in_constant_time(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key = stack.tenant("acme")
+    compared: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module keys.py calls into
+    [record] = stack.tenancy.repo.keys(stack.tenancy.find("acme").id)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert r.status_code == 200, r.text
+
+    asyncio.run(scenario())
+    assert (keyfmt.digest(key, stack.tenancy.pepper), record.digest) in compared
+
+
+def test_an_expired_key_is_refused(stack: Stack) -> None:
+    tenant, live = stack.tenant("acme")
+    expired = stack.tenancy.create_key(tenant.id, "short", expires_days=1e-7).api_key  # ~9 ms
+    later = stack.tenancy.create_key(tenant.id, "month", expires_days=30).api_key
+    time.sleep(0.05)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(expired))
+            assert assert_problem(r, 401)["detail"] == "API key expired"
+            for good in (live, later):
+                r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(good))
+                assert r.status_code == 200, r.text
+
+    asyncio.run(scenario())
+
+
+def test_a_revoked_key_is_refused_within_the_cache_time(stack: Stack) -> None:
+    tenant, key = stack.tenant("acme")
+    _, other = stack.tenant("other")
+    key_id = keyfmt.parse(key)
+    assert key_id is not None
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert r.status_code == 200, r.text
+            stack.tenancy.revoke_key(key_id, tenant.id)
+            await asyncio.sleep(CACHE_S + 0.1)
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert assert_problem(r, 401)["detail"] == "API key revoked"
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(other))
+            assert r.status_code == 200, r.text
+
+    asyncio.run(scenario())
+
+
+def test_last_used_is_recorded_within_seconds(stack: Stack) -> None:
+    _, key = stack.tenant("acme")
+    key_id = keyfmt.parse(key)
+    assert key_id is not None
+    assert [k.last_used_at for k in stack.tenancy.keys(stack.tenancy.find("acme").id)] == [None]
+
+    async def scenario() -> datetime | None:
+        async with running(stack.app) as client:
+            used_at = datetime.now(UTC)
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + 6.5  # the app writes last-used times every 5 s
+            while time.monotonic() < deadline:
+                record = stack.tenancy.repo.key(key_id)
+                assert record is not None
+                if record.last_used_at is not None:
+                    assert abs((record.last_used_at - used_at).total_seconds()) < 2
+                    return record.last_used_at
+                await asyncio.sleep(0.25)
+            return None
+
+    assert asyncio.run(scenario()) is not None, "last_used_at not written within 6.5 s"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 
 from nluserve.db.migrate import upgrade
 from nluserve.db.repo import Repository

@@ -1,0 +1,259 @@
+"""The web console in a real Chromium against a real ``nluserve serve``."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Console, Server
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["张三在北京大学读书。", "李四去了上海市浦东新区，谷爱凌在北京冬奥会获得金牌。"]
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+MARKS_JS = """() => [...document.querySelectorAll('#pg-output .result')].map((result) =>
+  [...result.querySelectorAll('mark')].map((m) => ({
+    start: Number(m.dataset.start), end: Number(m.dataset.end),
+    label: m.dataset.label, text: m.textContent,
+  })))"""
+
+Make = Callable[..., Console]
+Shoot = Callable[..., Any]
+
+
+def _spans(answer: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    return [
+        [{k: e[k] for k in ("start", "end", "label", "text")} for e in result["entities"]]
+        for result in answer["results"]
+    ]
+
+
+def _run(console: Console, texts: list[str]) -> None:
+    """Run the playground on texts and wait for the answer (Run is disabled while it runs)."""
+    page = console.page
+    page.select_option("#pg-model", "general")
+    page.fill("#pg-text", "\n".join(texts))
+    page.click("#pg-run")
+    page.wait_for_selector("#pg-run:not([disabled])")
+    page.wait_for_selector("#pg-summary")
+
+
+def test_console_page_and_assets_carry_a_strict_csp(server: Server) -> None:
+    redirect = httpx.get(server.url + "/console", follow_redirects=False)
+    assert redirect.status_code == 308
+    assert redirect.headers["location"] == "console/"
+    page = httpx.get(server.console)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == CSP
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    # Every script is a file: no inline script, handler or style attribute in the page.
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page.text)
+    assert not re.search(r"\son[a-z]+=|\sstyle=", page.text)
+    script = httpx.get(server.url + "/console/assets/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["content-security-policy"] == CSP
+    again = httpx.get(
+        server.url + "/console/assets/app.js", headers={"If-None-Match": script.headers["etag"]}
+    )
+    assert again.status_code == 304
+    assert httpx.get(server.url + "/console/assets/nope.js").status_code == 404
+    assert httpx.get(server.url + "/console/assets/..%2Fapp.py").status_code == 404
+
+
+def test_wrong_key_shows_a_clear_message_and_stores_nothing(
+    server: Server, console_factory: Make, shoot: Shoot
+) -> None:
+    console = console_factory()
+    page = console.page
+    console.open()
+    page.fill("#login-key", "nlu_AAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    page.press("#login-key", "Enter")  # the form works from the keyboard
+    message = page.locator("#login-message")
+    message.wait_for()
+    assert "was not accepted" in message.inner_text()
+    assert console.stored_key() is None
+    assert page.is_hidden("#nav")
+    shoot(page, "login-error")
+
+
+def test_language_follows_the_browser_and_the_choice_is_remembered(
+    server: Server, console_factory: Make
+) -> None:
+    console = console_factory(locale="zh-CN")
+    page = console.page
+    console.open()
+    assert page.inner_text("#login-title") == "使用 API 密钥登录"
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    page.select_option("#lang", "en")
+    assert page.inner_text("#login-title") == "Log in with an API key"
+    page.reload()
+    assert page.inner_text("#login-title") == "Log in with an API key"
+
+
+def test_prediction_highlights_the_apis_offsets(
+    server: Server, console_factory: Make, shoot: Shoot
+) -> None:
+    key = server.tenant("playground-e2e")
+    console = console_factory()
+    page = console.page
+    console.login(key)
+    _run(console, TEXTS)
+    shown = page.evaluate(MARKS_JS)
+    answer = server.api("POST", "/v1/models/general/predict", key, json={"texts": TEXTS}).json()
+    assert shown == _spans(answer)
+    assert any(shown), "the model should find entities in these sentences"
+    rows = page.locator("#pg-entities tbody tr").count()
+    assert rows == sum(len(r) for r in shown)
+    assert int(page.get_attribute("#pg-summary", "data-latency-ms") or "-1") >= 0
+    curl = page.inner_text("#pg-curl")
+    python = page.inner_text("#pg-python")
+    assert "$NLUSERVE_KEY" in curl and "NLUSERVE_KEY" in python
+    assert key not in page.content()
+    assert key not in page.url
+    assert page.evaluate("JSON.stringify(localStorage)").find(key) == -1
+    shoot(page, "playground")
+
+    # Entity types picked by their Chinese names: the same schema as the API call.
+    page.check("#pg-labels input[data-code=name]")
+    _run(console, TEXTS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#pg-output mark')]"
+        ".every((m) => m.dataset.label === 'name')"
+    )
+    narrowed = server.api(
+        "POST", "/v1/models/general/predict", key, json={"texts": TEXTS, "labels": ["人名"]}
+    ).json()
+    assert page.evaluate(MARKS_JS) == _spans(narrowed)
+    assert '"labels":["人名"]' in page.inner_text("#pg-curl")
+
+
+def test_console_fits_a_phone_screen(server: Server, console_factory: Make, shoot: Shoot) -> None:
+    key = server.tenant("phone-e2e")
+    console = console_factory(locale="zh-CN", width=390, height=844)
+    page = console.page
+    console.login(key)
+    _run(console, TEXTS[:1])
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    shoot(page, "playground-phone")
+
+
+def test_usage_chart_counts_the_calls_just_made(
+    server: Server, console_factory: Make, shoot: Shoot
+) -> None:
+    key = server.tenant("usage-e2e", "--quota-daily", "500", "--burst", "30")
+    console = console_factory()
+    page = console.page
+    console.login(key, "usage")
+    calls = page.locator("[data-chart=calls]")
+    assert calls.get_attribute("data-total") == "0"
+    assert page.get_attribute("#us-quota", "data-limit") == "500"
+    assert page.get_attribute("#us-rate", "data-burst") == "30"
+
+    page.click("#nav a[data-view=playground]")
+    page.wait_for_selector("#view-playground:not([hidden]) #pg-model option", state="attached")
+    _run(console, TEXTS)
+    _run(console, TEXTS[:1])
+    page.click("#nav a[data-view=usage]")
+    deadline = time.monotonic() + 15
+    while calls.get_attribute("data-total") != "2":  # the audit writer flushes every 0.5 s
+        assert time.monotonic() < deadline, "the usage chart never showed the two calls"
+        time.sleep(0.3)
+        page.click("#us-refresh")
+        page.wait_for_selector("#us-refresh:not([disabled])")
+    chars = sum(len(t) for t in TEXTS) + len(TEXTS[0])
+    assert page.get_attribute("[data-chart=chars]", "data-total") == str(chars)
+    assert page.get_attribute("#us-quota", "data-used") == "2"
+    assert page.locator("#us-models tbody tr").count() == 1
+    shoot(page, "usage")
+
+
+def test_tenant_key_gets_admin_only_and_no_admin_data(
+    server: Server, console_factory: Make
+) -> None:
+    key = server.tenant("nosy-e2e")
+    console = console_factory()
+    page = console.page
+    statuses: list[int] = []
+    page.on(
+        "response",
+        lambda r: statuses.append(r.status) if "/admin/" in r.url else None,
+    )
+    console.login(key, "admin")
+    page.wait_for_selector("#ad-denied")
+    assert "Admin only" in page.inner_text("#ad-denied")
+    assert page.locator("#ad-tenants, #ad-create, [data-chart=tenants]").count() == 0
+    assert statuses and set(statuses) == {403}
+    assert console.stored_key() == key  # "admin only" is an answer, not a logout
+    assert server.api("GET", "/admin/tenants", key).status_code == 403
+
+
+def test_admin_creates_disables_and_revokes(
+    server: Server, console_factory: Make, shoot: Shoot
+) -> None:
+    console = console_factory()
+    page = console.page
+    console.login(server.admin_key, "admin")
+    table = page.locator("#ad-tenants")
+    table.wait_for()
+    assert table.locator("[data-tenant-name=admin]").count() == 1
+
+    page.fill("#ad-name", "acme-e2e")
+    page.fill("#ad-quota", "1234")
+    page.click("#ad-create button[type=submit]")
+    new_key = page.locator("#ad-new-key")
+    new_key.wait_for()
+    api_key = new_key.input_value()
+    assert server.api("GET", "/v1/models", api_key).status_code == 200
+    row = table.locator("tr", has=page.locator("[data-tenant-name=acme-e2e]"))
+    assert "1,234" in row.inner_text()
+    page.wait_for_selector("[data-chart=tenants] svg")
+    shoot(page, "admin", mask=[new_key])  # a real key, even if a throwaway one
+
+    page.click("button[data-action=keys][data-tenant=acme-e2e]")
+    page.locator("#ad-keys button[data-action=revoke]").click()
+    page.wait_for_selector("#ad-keys .badge.disabled")
+    deadline = time.monotonic() + 5
+    while server.api("GET", "/v1/models", api_key).status_code != 401:
+        assert time.monotonic() < deadline, "a revoked key kept working"
+        time.sleep(0.2)
+
+    page.click("button[data-action=status][data-tenant=acme-e2e]")
+    page.wait_for_selector("[data-tenant-name=acme-e2e]")
+    status = row.locator("[data-status]")
+    status.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('tr:has([data-tenant-name=\"acme-e2e\"]) [data-status]')"
+        ".dataset.status === 'disabled'"
+    )
+    assert server.cli("tenant", "show", "acme-e2e")["tenant"]["status"] == "disabled"
+
+
+def test_disabled_tenant_is_logged_out_on_its_next_call(
+    server: Server, console_factory: Make
+) -> None:
+    key = server.tenant("doomed-e2e")
+    console = console_factory()
+    page = console.page
+    console.login(key)
+    server.cli("tenant", "disable", "doomed-e2e")
+    deadline = time.monotonic() + 10
+    while page.is_hidden("#view-login"):  # the tenant cache may answer once more
+        assert time.monotonic() < deadline, "a disabled tenant stayed logged in"
+        page.click("#pg-run")
+        page.wait_for_selector("#pg-run:not([disabled]), #view-login:not([hidden])")
+    assert "disabled" in page.inner_text("#login-message")
+    assert console.stored_key() is None
+    assert page.locator("#pg-output mark").count() == 0  # nothing of the session is left

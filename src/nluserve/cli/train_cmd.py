@@ -36,6 +36,9 @@ def train(
     wide: Annotated[
         bool, typer.Option(help="classification: add a linear bag-of-n-grams path")
     ] = False,
+    linear: Annotated[
+        bool, typer.Option(help="classification: mix in a separately fitted linear model")
+    ] = False,
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
@@ -77,6 +80,7 @@ def train(
         dropout=dropout,
         augment=augment,
         wide=wide,
+        linear=linear,
         lr=lr,
         seed=seed,
         val_fraction=val_fraction,

@@ -26,6 +26,7 @@ class NetConfig:
     head_dim: int = 64
     dropout: float = 0.3
     wide: bool = False  # classification: add a linear bag-of-(char, bigram) path (wide & deep)
+    linear: bool = False  # classification: a separately fitted linear model added to the logits
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -148,6 +149,16 @@ class Net(nn.Module):
             self.wide_bigram = nn.Embedding(cfg.n_bigrams, cfg.n_labels, padding_idx=0)
             nn.init.zeros_(self.wide_char.weight)
             nn.init.zeros_(self.wide_bigram.weight)
+        if cfg.linear:
+            # Filled after training from a logistic regression on the same bag-of-n-gram
+            # features (see train/linear.py); zero until then, so it changes nothing.
+            self.lin_char = nn.Embedding(cfg.n_chars, cfg.n_labels)
+            self.lin_bigram = nn.Embedding(cfg.n_bigrams, cfg.n_labels)
+            self.lin_bias = nn.Parameter(torch.zeros(cfg.n_labels))
+            for emb in (self.lin_char, self.lin_bigram):
+                nn.init.zeros_(emb.weight)
+                emb.weight.requires_grad_(False)
+            self.lin_bias.requires_grad_(False)
 
     def forward(
         self,
@@ -162,6 +173,10 @@ class Net(nn.Module):
             m = mask.unsqueeze(-1).to(out.dtype)
             bag = (self.wide_char(chars) + self.wide_bigram(bigrams)) * m
             out = out + bag.sum(dim=1) / m.sum(dim=1).clamp(min=1.0).sqrt()
+        if self.cfg.linear:
+            m = mask.unsqueeze(-1).to(out.dtype)
+            bag = (self.lin_char(chars) + self.lin_bigram(bigrams)) * m
+            out = out + bag.sum(dim=1) / m.sum(dim=1).clamp(min=1.0).sqrt() + self.lin_bias
         return out
 
 

@@ -47,6 +47,7 @@ class TrainConfig:
     hidden: int = 192
     dropout: float = 0.3
     wide: bool = False
+    linear: bool = False
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
     calibrate: bool = True
     lexicon: Path | None = None
@@ -175,6 +176,7 @@ def train(cfg: TrainConfig) -> Manifest:
         hidden=cfg.hidden,
         dropout=cfg.dropout,
         wide=cfg.wide,
+        linear=cfg.linear,
     )
     net = Net(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -244,6 +246,14 @@ def train(cfg: TrainConfig) -> Manifest:
     assert best_state is not None
     net.load_state_dict(best_state)
     net.eval()
+    linear_info: dict[str, float] = {}
+    if cfg.task == "classification" and cfg.linear:
+        from nluserve.train.linear import attach
+
+        def val_accuracy() -> float:
+            return float(evaluate(evaluator, val_ex)["accuracy"])  # type: ignore[arg-type]
+
+        linear_info = attach(net, vocab, train_items, val_ex, index, cfg.max_length, val_accuracy)
     if cfg.task == "ner" and cfg.calibrate:
         manifest = _calibrate(manifest, net, encoder, val_ex)
         evaluator = Model(manifest, TorchBackend(net), encoder)
@@ -261,7 +271,8 @@ def train(cfg: TrainConfig) -> Manifest:
                 n_validation=len(val_ex),
                 seed=cfg.seed,
                 command=cfg.command,
-                notes=f"best epoch {best_epoch} of {len(history)}; validation = seeded "
+                notes=(f"linear part {linear_info}; " if linear_info else "")
+                + f"best epoch {best_epoch} of {len(history)}; validation = seeded "
                 f"{cfg.val_fraction:.0%} of the training file, never trained on",
             ),
             "metrics": {"validation": final},

@@ -1,0 +1,61 @@
+"""The models nluserve ships: they load, verify, and find the obvious things."""
+
+from __future__ import annotations
+
+import pytest
+
+from nluserve import load_model
+from nluserve.models import store
+from nluserve.runtime.results import ClassResult, NerResult
+
+SHIPPED = ["general", "medical", "sentiment"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_bundled_model_verifies_within_the_size_budget(name: str) -> None:
+    path = store.resolve(name)
+    manifest = store.read_manifest(path)
+    store.verify(path, manifest)
+    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    assert size <= 25 * 2**20
+    assert manifest.metrics["validation"]["n"] > 0
+    assert all(lab.zh and lab.en for lab in manifest.labels)
+
+
+def _entities(model: str, text: str) -> set[tuple[str, str]]:
+    [res] = load_model(model).predict([text])
+    assert isinstance(res, NerResult)
+    assert all(text[e.start : e.end] == e.text for e in res.entities)
+    return {(e.text, e.label) for e in res.entities}
+
+
+def test_general_finds_a_person_and_a_university() -> None:
+    found = _entities("general", "张三在北京大学读书。")
+    assert ("张三", "name") in found
+    assert {("北京大学", "organization"), ("北京大学", "address"), ("北京", "address")} & found
+
+
+def test_general_finds_people_and_places_in_news() -> None:
+    found = _entities("general", "李明昨天从上海出发，前往广州参加会议。")
+    assert ("李明", "name") in found
+    assert {("上海", "address"), ("广州", "address")} <= found
+
+
+def test_medical_finds_symptoms_and_a_drug() -> None:
+    found = _entities("medical", "患者自述发热、咳嗽，服用阿司匹林后好转。")
+    assert {("发热", "sym"), ("咳嗽", "sym")} <= found
+    assert ("阿司匹林", "dru") in found
+
+
+def test_schema_aliases_select_entity_types() -> None:
+    m = load_model("general")
+    assert m.resolve_labels(["人物", "人名", "地理位置", "地点"]) == {"name", "address"}
+    assert load_model("medical").resolve_labels(["疾病", "症状", "药物"]) == {"dis", "sym", "dru"}
+
+
+def test_sentiment_reads_obvious_reviews() -> None:
+    results = load_model("sentiment").predict(
+        ["房间干净整洁，服务热情周到，下次还会入住。", "房间又脏又吵，前台态度恶劣，再也不来了。"]
+    )
+    assert all(isinstance(r, ClassResult) for r in results)
+    assert [r.label for r in results] == ["positive", "negative"]  # type: ignore[union-attr]

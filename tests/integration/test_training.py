@@ -1,0 +1,138 @@
+"""Training: a smoke run through the real command ends in a loadable, verified model directory;
+the exported ONNX graph computes what the PyTorch network computes."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nluserve import load_model
+from nluserve.models import store
+from nluserve.runtime.lexicon import N_FEATURES
+from nluserve.runtime.results import ClassResult, NerResult
+from nluserve.train.export import export_onnx
+from nluserve.train.net import Net, NetConfig
+from tests.conftest import write_cluener
+
+
+def train(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nluserve", "train", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> None:
+    data = write_cluener(tmp_path / "small.jsonl", copies=8)  # 32 sentences
+    out = tmp_path / "model"
+    proc = train(
+        "ner",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--threads",
+        "1",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = store.read_manifest(out)
+    store.verify(out, manifest)
+    assert set(manifest.files) >= {"model.onnx", "vocab.json", "lexicon.txt"}
+    assert manifest.training is not None and manifest.training.n_validation == 3
+    assert "f1" in manifest.metrics["validation"]
+    text = "张三在北京大学读书。"
+    [res] = load_model(out).predict([text])
+    assert isinstance(res, NerResult)
+    assert all(text[e.start : e.end] == e.text for e in res.entities)
+
+
+def test_smoke_classification_training_with_the_linear_mix(tmp_path: Path) -> None:
+    data = tmp_path / "reviews.csv"
+    rows = [
+        ("1", "房间干净，服务周到，下次还来"),
+        ("1", "早餐丰富，位置很好"),
+        ("0", "太吵了，再也不来"),
+        ("0", "卫生很差，服务态度恶劣"),
+    ] * 10
+    with data.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("label", "review"), *rows])
+    out = tmp_path / "sentiment"
+    proc = train(
+        "classification",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--wide",
+        "--linear",
+        "--no-lexicon",
+        "--threads",
+        "1",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_model(out)
+    assert [lab.code for lab in model.labels] == ["negative", "positive"]
+    results = model.predict(["房间干净，服务周到", "卫生很差"])
+    assert all(
+        isinstance(r, ClassResult) and abs(sum(r.scores.values()) - 1) < 1e-3 for r in results
+    )
+
+
+@pytest.mark.parametrize("task", ["ner", "classification"])
+def test_onnx_runtime_agrees_with_pytorch(task: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = NetConfig(
+        n_chars=50,
+        n_bigrams=80,
+        n_labels=3,
+        task=task,
+        char_dim=16,
+        bigram_dim=8,
+        lex_dim=4,
+        hidden=16,
+        head_dim=8,
+        wide=task == "classification",
+        linear=task == "classification",
+    )
+    net = Net(cfg).eval()
+    if cfg.linear:
+        with torch.no_grad():  # non-zero so the fitted linear path is exercised too
+            net.lin_char.weight.normal_()
+            net.lin_bigram.weight.normal_()
+    path = tmp_path / "model.onnx"
+    export_onnx(net, path)
+    rng = np.random.default_rng(0)
+    lengths = np.array([9, 4, 1], dtype=np.int64)
+    chars = rng.integers(1, 50, (3, 9)).astype(np.int64)
+    bigrams = rng.integers(1, 80, (3, 9)).astype(np.int64)
+    lex = rng.integers(0, 2, (3, 9, N_FEATURES)).astype(np.float32)
+    for row, n in enumerate(lengths):
+        chars[row, n:] = 0
+        bigrams[row, n:] = 0
+        lex[row, n:] = 0
+    with torch.no_grad():
+        expected = net(*(torch.from_numpy(a) for a in (chars, bigrams, lex, lengths))).numpy()
+    from nluserve.runtime.session import OnnxBackend
+
+    got = OnnxBackend(path, threads=1).run(
+        {"chars": chars, "bigrams": bigrams, "lexicon": lex, "lengths": lengths}
+    )
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-4

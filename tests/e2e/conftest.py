@@ -146,9 +146,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One Chromium for the session; each test opens its own context (cookies, storage)."""
+    """One Chromium for the e2e package; each test opens its own context (cookies, storage).
+
+    Package scope: Playwright's sync API keeps an event loop running on the main thread while
+    it is open, which would break every later test that calls asyncio.run()."""
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} not found")
     try:

@@ -61,6 +61,8 @@ class Repository:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
         self._pid = os.getpid()
+        ins = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        self._audit_insert = ins(AuditRow).on_conflict_do_nothing(index_elements=["request_id"])
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def after_fork(self) -> None:
@@ -222,11 +224,10 @@ class Repository:
         rows = [r.__dict__ for r in records]
         if not rows:
             return 0
-        dialect = self.engine.dialect.name
-        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(AuditRow)
-        stmt = ins.values(rows).on_conflict_do_nothing(index_elements=["request_id"])
+        # One statement, built once and executed with many parameter sets: embedding the rows
+        # in VALUES made SQLAlchemy compile a new statement per batch (~0.4 ms CPU per record).
         with self._sessions.begin() as s:
-            s.execute(stmt)
+            s.execute(self._audit_insert, rows)
         return len(rows)
 
     def audit_count(self, tenant_id: str | None = None) -> int:

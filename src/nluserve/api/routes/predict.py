@@ -5,14 +5,35 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from nluserve.api.calls import authorize, check_limits, resolve, run_prediction
-from nluserve.api.deps import CallerDep, InferenceDep, RequestIdDep, SettingsDep
+from nluserve.api.deps import Caller, CallerDep, InferenceDep, RequestIdDep, SettingsDep
 from nluserve.api.problems import responses
 from nluserve.api.render import prediction_out
 from nluserve.api.schemas import NerIn, PredictIn, PredictOut
+from nluserve.runtime.model import Model
+from nluserve.services.inference import InferenceService
+from nluserve.settings import Settings
 
 router = APIRouter(
     prefix="/v1", tags=["predict"], responses=responses(400, 401, 403, 404, 413, 422, 429, 503, 504)
 )
+
+
+async def _predict(
+    request: Request,
+    service: InferenceService,
+    settings: Settings,
+    caller: Caller,
+    model: Model,
+    body: PredictIn,
+    request_id: str,
+) -> PredictOut:
+    """Scope, limits, then the batched call: the order that keeps refused calls free."""
+    authorize(caller, model)
+    texts = body.all_texts()
+    check_limits(texts, settings, "text" if body.text is not None else "texts")
+    labels = body.labels if model.task == "ner" else None
+    pred = await run_prediction(request, service, caller, model, texts, labels, request_id)
+    return prediction_out(pred, request_id)
 
 
 @router.post("/models/{name}/predict", response_model=PredictOut, summary="Predict with a model")
@@ -26,11 +47,7 @@ async def predict(
     request_id: RequestIdDep,
 ) -> PredictOut:
     model = resolve(service, name)
-    authorize(caller, model)
-    texts = body.all_texts()
-    check_limits(texts, settings, "text" if body.text is not None else "texts")
-    pred = await run_prediction(request, service, caller, model, texts, body.labels, request_id)
-    return prediction_out(pred, request_id)
+    return await _predict(request, service, settings, caller, model, body, request_id)
 
 
 @router.post("/ner", response_model=PredictOut, summary="Named entities (default model: general)")
@@ -43,11 +60,7 @@ async def ner(
     request_id: RequestIdDep,
 ) -> PredictOut:
     model = resolve(service, body.model or settings.default_ner_model, "ner")
-    authorize(caller, model)
-    texts = body.all_texts()
-    check_limits(texts, settings, "text" if body.text is not None else "texts")
-    pred = await run_prediction(request, service, caller, model, texts, body.labels, request_id)
-    return prediction_out(pred, request_id)
+    return await _predict(request, service, settings, caller, model, body, request_id)
 
 
 @router.post("/sentiment", response_model=PredictOut, summary="Sentiment of reviews")
@@ -60,8 +73,4 @@ async def sentiment(
     request_id: RequestIdDep,
 ) -> PredictOut:
     model = resolve(service, settings.sentiment_model, "classification")
-    authorize(caller, model)
-    texts = body.all_texts()
-    check_limits(texts, settings, "text" if body.text is not None else "texts")
-    pred = await run_prediction(request, service, caller, model, texts, None, request_id)
-    return prediction_out(pred, request_id)
+    return await _predict(request, service, settings, caller, model, body, request_id)

@@ -1,8 +1,8 @@
-"""Exact quotas across real server processes: `nluserve serve --workers 2`, started by the CLI.
+"""Exact quotas across real server processes: `nluserve serve` processes started by the CLI.
 
-Two servers (four worker processes) share one Redis and one PostgreSQL, or one server's two
-workers share a SQLite file; clients hammer them at 64 concurrency, and exactly the daily quota
-is admitted and audited.
+Four server processes share one Redis and one PostgreSQL, or one server's four workers share a
+SQLite file; clients hammer them at 64 concurrency with quota 500, and exactly the daily quota is
+admitted and audited.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _env(data_dir: Path, **values: str) -> dict[str, str]:
 class Server:
     """One `nluserve serve` process group; its log goes to a file for the failure message."""
 
-    def __init__(self, env: dict[str, str], model_dir: Path, log: Path) -> None:
+    def __init__(self, env: dict[str, str], model_dir: Path, log: Path, workers: int) -> None:
         self.port = free_port()
         self.log = log
         self._fh = log.open("w")
@@ -79,7 +79,7 @@ class Server:
                 "nluserve",
                 "serve",
                 "--workers",
-                "2",
+                str(workers),
                 "--port",
                 str(self.port),
                 "--models",
@@ -119,12 +119,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(envs: list[dict[str, str]], model_dir: Path, tmp: Path) -> Iterator[list[Server]]:
+def serving(
+    envs: list[dict[str, str]], model_dir: Path, tmp: Path, workers: int
+) -> Iterator[list[Server]]:
     """One server per environment, all ready; stopped (process groups) afterwards."""
     servers: list[Server] = []
     try:
         for i, env in enumerate(envs):
-            servers.append(Server(env, model_dir, tmp / f"server-{i}.log"))
+            servers.append(Server(env, model_dir, tmp / f"server-{i}.log", workers))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for server in servers:
             server.wait_ready(deadline)
@@ -171,10 +173,10 @@ def _audited(url: str, tenant_id: str, want: int) -> int:
         repo.close()
 
 
-def test_two_servers_on_redis_and_postgres_admit_exactly_the_quota(
+def test_four_servers_on_redis_and_postgres_admit_exactly_the_quota(
     tmp_path: Path, tiny_ner_dir: Path, redis_server: RedisServer, postgres_url: str
 ) -> None:
-    quota, total = 200, 400
+    quota, total = 500, 700
     env = _env(
         tmp_path / "cli",
         database_url=postgres_url,
@@ -207,16 +209,17 @@ def test_two_servers_on_redis_and_postgres_admit_exactly_the_quota(
     tenant_id, key = created["tenant"]["id"], created["api_key"]
     assert created["tenant"]["quota_daily"] == quota
 
-    # Two machines: each its own data directory (spool, metrics), sharing Redis and PostgreSQL.
-    machines = [{**env, "NLUSERVE_DATA_DIR": str(tmp_path / f"machine-{i}")} for i in range(2)]
-    with serving(machines, tiny_ner_dir, tmp_path) as servers:
+    # Four server processes, as four machines: each its own data directory (spool, metrics),
+    # all sharing Redis and PostgreSQL.
+    machines = [{**env, "NLUSERVE_DATA_DIR": str(tmp_path / f"machine-{i}")} for i in range(4)]
+    with serving(machines, tiny_ner_dir, tmp_path, workers=1) as servers:
         responses = asyncio.run(_fire(servers, key, total))
         _check(responses, quota)
         assert _audited(postgres_url, tenant_id, quota) == quota
 
 
-def test_one_server_on_sqlite_admits_exactly_the_quota(tmp_path: Path, tiny_ner_dir: Path) -> None:
-    quota, total = 100, 200
+def test_four_workers_on_sqlite_admit_exactly_the_quota(tmp_path: Path, tiny_ner_dir: Path) -> None:
+    quota, total = 500, 700
     data_dir = tmp_path / "data"
     # The CLI path is the test above's; here the tenant is made in-process (each CLI call
     # costs seconds of interpreter start on a busy machine). Same database, same pepper file.
@@ -226,7 +229,7 @@ def test_one_server_on_sqlite_admits_exactly_the_quota(tmp_path: Path, tiny_ner_
     service = TenancyService.from_settings(settings)
     tenant, new_key = service.create_tenant("acme", quota, 10_000.0, 10_000)
     service.repo.close()
-    with serving([_env(data_dir)], tiny_ner_dir, tmp_path) as servers:
+    with serving([_env(data_dir)], tiny_ner_dir, tmp_path, workers=4) as servers:
         responses = asyncio.run(_fire(servers, new_key.api_key, total))
         _check(responses, quota)
         assert _audited(database_url(settings), tenant.id, quota) == quota

@@ -253,11 +253,18 @@ class Repository:
                 .where(AuditRow.tenant_id == tenant_id if tenant_id else text("1=1"))
             )
             agg: dict[tuple[str, str, str], list[int]] = {}
+            statuses: dict[tuple[str, str, str], dict[str, int]] = {}
             for ts, tid, model, n_texts, chars, status in rows:
                 day = (_aware(ts) or now()).strftime("%Y-%m-%d")
                 acc = agg.setdefault((day, tid, model), [0, 0, 0, 0])
                 acc[0] += 1
                 acc[1] += n_texts if status < 400 else 0
                 acc[2] += chars if status < 400 else 0
-                acc[3] += 1 if status >= 400 else 0
-        return [UsageRow(d, t, m, *v) for (d, t, m), v in sorted(agg.items())]
+                if status >= 400:
+                    acc[3] += 1
+                    by_status = statuses.setdefault((day, tid, model), {})
+                    by_status[str(status)] = by_status.get(str(status), 0) + 1
+        return [
+            UsageRow(d, t, m, v[0], v[1], v[2], v[3], statuses.get((d, t, m), {}))
+            for (d, t, m), v in sorted(agg.items())
+        ]

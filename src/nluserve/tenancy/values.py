@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -64,3 +64,4 @@ class UsageRow:
     texts: int
     chars: int
     errors: int
+    error_statuses: dict[str, int] = field(default_factory=dict)  # "429" -> count

@@ -148,10 +148,18 @@ function render() {
     h('h2', {}, t('us.errors')),
     errors.length
       ? table(
-          [t('col.day'), t('col.model'), t('col.errors'), t('col.calls')],
-          errors.map((r) => [r.day, r.model, num(r.errors), num(r.calls)]),
+          [t('col.day'), t('col.model'), t('col.errors'), t('col.status'), t('col.calls')],
+          errors.map((r) => [r.day, r.model, num(r.errors), statusText(r.error_statuses), num(r.calls)]),
           { id: 'us-errors' },
         )
       : h('p', { class: 'muted' }, t('us.noerrors')),
   );
+}
+
+// "429 ×3, 504 ×1": which statuses the errors of a row had, most frequent first.
+function statusText(statuses) {
+  return Object.entries(statuses ?? {})
+    .sort((a, b) => b[1] - a[1])
+    .map(([status, count]) => `${status} ×${count}`)
+    .join(', ');
 }

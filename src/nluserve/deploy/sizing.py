@@ -11,8 +11,9 @@ from nluserve.settings import usable_cores
 # Memory one worker process adds with every default model loaded (its PSS under load), in GiB.
 # Source: docs/benchmarks.md, "memory by workers" (bench/serve.py measures PSS with 1 and 4
 # workers; the per-worker figure is (PSS_4 - PSS_1) / 3 plus the shared model pages / workers).
-# TO BE MEASURED: 1.0 is a deliberately conservative placeholder until that table is filled in;
-# it overestimates (preload_app shares the weights), so it errs towards fewer workers.
+# Measured (docs/benchmarks.md): a BERT-base-size model is 742 MiB PSS with 1 worker and 858 MiB
+# with 4 (+39 MiB per worker); the three bundled models are 471 MiB with 2 workers. 1.0 GiB per
+# worker stays deliberately conservative: it errs towards fewer workers, never towards OOM.
 MODEL_GIB = 1.0
 
 # Kept free for the OS, the proxy, Redis/PostgreSQL clients and the page cache.

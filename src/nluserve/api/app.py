@@ -119,7 +119,7 @@ async def _touch_keys(gate: Gate, tenancy: TenancyService) -> None:
                 await asyncio.to_thread(tenancy.repo.touch_keys, used)
             except Exception:
                 log.warning("could not record key use; will retry")
-                gate.auth._used.update(used)
+                gate.auth.return_used(used)
 
 
 async def _stop_tenancy(app: FastAPI, gate: Gate) -> None:

@@ -18,55 +18,56 @@ from nluserve.settings import Settings
 from nluserve.tenancy.gate import Gate, QuotaExceeded, policy_of, ratelimit_headers
 
 
+def _limit(slug: str, title: str, detail: str, field: str, message: str) -> ProblemError:
+    """A 422 that names the offending field."""
+    return ProblemError(422, slug, title, detail, errors=[{"field": field, "message": message}])
+
+
 def check_limits(texts: Sequence[str], settings: Settings, field: str) -> None:
     """422 naming the offending field for count, size and empty texts."""
     if not texts:
-        raise ProblemError(
-            422,
+        raise _limit(
             "validation-error",
             "Invalid request",
             f"`{field}` is empty",
-            errors=[{"field": field, "message": "at least one text is required"}],
+            field,
+            "at least one text is required",
         )
     if len(texts) > settings.max_texts:
-        raise ProblemError(
-            422,
+        raise _limit(
             "too-many-texts",
             "Too many texts",
             f"{len(texts)} texts; at most {settings.max_texts} per call",
-            errors=[{"field": field, "message": f"at most {settings.max_texts} items"}],
+            field,
+            f"at most {settings.max_texts} items",
         )
     total = 0
     for i, text in enumerate(texts):
         where = field if len(texts) == 1 and field == "text" else f"{field}[{i}]"
         if not text.strip():
-            raise ProblemError(
-                422,
+            raise _limit(
                 "empty-text",
                 "Empty text",
                 f"`{where}` is empty or whitespace",
-                errors=[{"field": where, "message": "empty or whitespace-only"}],
+                where,
+                "empty or whitespace-only",
             )
         if len(text) > settings.max_text_chars:
-            raise ProblemError(
-                422,
+            raise _limit(
                 "text-too-long",
                 "Text too long",
                 f"`{where}` has {len(text)} characters; at most {settings.max_text_chars}",
-                errors=[
-                    {"field": where, "message": f"at most {settings.max_text_chars} characters"}
-                ],
+                where,
+                f"at most {settings.max_text_chars} characters",
             )
         total += len(text)
     if total > settings.max_total_chars:
-        raise ProblemError(
-            422,
+        raise _limit(
             "call-too-long",
             "Too many characters in one call",
             f"{total} characters; at most {settings.max_total_chars} per call",
-            errors=[
-                {"field": field, "message": f"at most {settings.max_total_chars} characters in all"}
-            ],
+            field,
+            f"at most {settings.max_total_chars} characters in all",
         )
 
 

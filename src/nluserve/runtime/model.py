@@ -14,7 +14,7 @@ from nluserve.errors import UnknownLabelError
 from nluserve.models import store
 from nluserve.models.manifest import Label, Manifest
 from nluserve.runtime import windows
-from nluserve.runtime.decode import softmax
+from nluserve.runtime.decode import Span, select_flat, softmax
 from nluserve.runtime.decoders import SpanDecoder, decoder_for
 from nluserve.runtime.results import ClassResult, Entity, NerResult, Result
 
@@ -212,8 +212,6 @@ class Model:
 
 def _flat(spans: list[tuple[int, int, int, float]]) -> list[tuple[int, int, int, float]]:
     """Overlaps can reappear when windows are merged; keep the best-scoring ones."""
-    from nluserve.runtime.decode import Span, select_flat
-
     chosen = select_flat([Span(s, e, c, score) for s, e, c, score in spans])
     return [(sp.start, sp.end, sp.label, sp.score) for sp in chosen]
 

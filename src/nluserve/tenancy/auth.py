@@ -181,6 +181,11 @@ class Authenticator:
             return await self.verify_api_key(credential)
         return await self.verify_token(credential)
 
+    def return_used(self, used: dict[str, datetime]) -> None:
+        """Put back last-used times that could not be written, to retry with the next batch."""
+        for key_id, ts in used.items():
+            self._used[key_id] = max(ts, self._used.get(key_id, ts))
+
     def take_used(self) -> dict[str, datetime]:
         used, self._used = self._used, {}
         return used

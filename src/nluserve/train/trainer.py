@@ -258,7 +258,6 @@ def train(cfg: TrainConfig) -> Manifest:
         manifest = _calibrate(manifest, net, encoder, val_ex)
         evaluator = Model(manifest, TorchBackend(net), encoder)
     final = evaluate(evaluator, val_ex)
-    manifest.training = manifest.training or None
     from nluserve.models.manifest import TrainingInfo
     from nluserve.models.store import sha256_file
 

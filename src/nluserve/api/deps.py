@@ -1,4 +1,8 @@
-"""Dependencies declared once; routes take these annotated types and never build Depends inline."""
+"""Dependencies declared once; routes take these annotated types and never build Depends inline.
+
+Every dependency is ``async def``, even the ones that never await: FastAPI runs a plain ``def``
+dependency in its thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +39,12 @@ class Caller:
 ANONYMOUS = Caller()
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_inference(request: Request) -> InferenceService:
+async def get_inference(request: Request) -> InferenceService:
     service: InferenceService = request.app.state.inference
     return service
 
@@ -90,7 +94,7 @@ async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     return caller
 
 
-def get_tenancy(request: Request) -> TenancyService:
+async def get_tenancy(request: Request) -> TenancyService:
     service: TenancyService | None = request.app.state.tenancy
     if service is None:
         raise ProblemError(
@@ -99,7 +103,7 @@ def get_tenancy(request: Request) -> TenancyService:
     return service
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     rid: str = request.state.request_id
     return rid
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from nluserve.api.calls import authorize, check_limits, resolve, run_prediction
 from nluserve.api.deps import Caller, CallerDep, InferenceDep, RequestIdDep, SettingsDep
 from nluserve.api.problems import responses
-from nluserve.api.render import prediction_out
+from nluserve.api.render import prediction_json
 from nluserve.api.schemas import NerIn, PredictIn, PredictOut
 from nluserve.runtime.model import Model
 from nluserve.services.inference import InferenceService
@@ -26,14 +26,18 @@ async def _predict(
     model: Model,
     body: PredictIn,
     request_id: str,
-) -> PredictOut:
-    """Scope, limits, then the batched call: the order that keeps refused calls free."""
+) -> Response:
+    """Scope, limits, then the batched call: the order that keeps refused calls free.
+
+    The answer is a ready ``Response``: FastAPI then skips validating it against
+    ``response_model``, which stays on the routes for the OpenAPI schema.
+    """
     authorize(caller, model)
     texts = body.all_texts()
     check_limits(texts, settings, "text" if body.text is not None else "texts")
     labels = body.labels if model.task == "ner" else None
     pred = await run_prediction(request, service, caller, model, texts, labels, request_id)
-    return prediction_out(pred, request_id)
+    return Response(prediction_json(pred, request_id), media_type="application/json")
 
 
 @router.post("/models/{name}/predict", response_model=PredictOut, summary="Predict with a model")
@@ -45,7 +49,7 @@ async def predict(
     settings: SettingsDep,
     caller: CallerDep,
     request_id: RequestIdDep,
-) -> PredictOut:
+) -> Response:
     model = resolve(service, name)
     return await _predict(request, service, settings, caller, model, body, request_id)
 
@@ -58,7 +62,7 @@ async def ner(
     settings: SettingsDep,
     caller: CallerDep,
     request_id: RequestIdDep,
-) -> PredictOut:
+) -> Response:
     model = resolve(service, body.model or settings.default_ner_model, "ner")
     return await _predict(request, service, settings, caller, model, body, request_id)
 
@@ -71,6 +75,6 @@ async def sentiment(
     settings: SettingsDep,
     caller: CallerDep,
     request_id: RequestIdDep,
-) -> PredictOut:
+) -> Response:
     model = resolve(service, settings.sentiment_model, "classification")
     return await _predict(request, service, settings, caller, model, body, request_id)

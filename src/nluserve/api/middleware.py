@@ -24,6 +24,8 @@ class RequestContext:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Bounded like the labels themselves: route templates x methods x statuses.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,26 +56,47 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started
             route = _route(scope)
-            metrics.REQUESTS.labels(route, scope["method"], str(status)).inc()
-            metrics.LATENCY.labels(route, scope["method"]).observe(elapsed)
-            # Never the body, never the query string: request text must not reach the logs.
-            access_log.info(
-                "%s %s %s",
-                scope["method"],
-                route,
-                status,
-                extra={
-                    "fields": {
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "client": _client(scope),
-                        "tenant": scope.get("state", {}).get("tenant_name"),
-                    }
-                },
-            )
+            method = scope["method"]
+            requests, latency = self._metrics(route, method, status)
+            requests.inc()
+            latency.observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                # Never the body, never the query string: request text must not reach the logs.
+                fields = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": _client(scope),
+                    "tenant": scope.get("state", {}).get("tenant_name"),
+                }
+                # makeRecord + handle is Logger.info without its stack walk for the caller's
+                # file and line, which is always this spot.
+                access_log.handle(
+                    access_log.makeRecord(
+                        access_log.name,
+                        logging.INFO,
+                        __file__,
+                        0,
+                        "%s %s %s",
+                        (method, route, status),
+                        None,
+                        extra={"fields": fields},
+                    )
+                )
             request_id_var.reset(token)
+
+    def _metrics(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram children (labels() is a locked lookup)."""
+        key = (route, method, status)
+        found = self._children.get(key)
+        if found is None:
+            found = (
+                metrics.REQUESTS.labels(route, method, str(status)),
+                metrics.LATENCY.labels(route, method),
+            )
+            self._children[key] = found
+        return found
 
 
 class BodyLimit:

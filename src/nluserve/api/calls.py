@@ -159,23 +159,40 @@ async def _queue(
     labels: Sequence[str] | None,
     request_id: str,
 ) -> Prediction:
-    """Queue the call; drop it if the client disconnects first; map service errors to problems."""
-    task = asyncio.ensure_future(service.predict(model, texts, labels, request_id))
+    """Queue the call; drop it if the client disconnects first; map service errors to problems.
+
+    The call runs in this task; a watcher task cancels it if the client hangs up. That is one
+    task and no ``asyncio.wait`` per call instead of two tasks raced against each other.
+    """
+    current = asyncio.current_task()
+    assert current is not None  # a route always runs in a task
+    answered = gone = False
+
+    def hang_up(watcher: asyncio.Task[None]) -> None:
+        nonlocal gone
+        if watcher.cancelled() or answered:
+            return
+        watcher.exception()  # a receive() that failed means the client is gone too
+        gone = True
+        current.cancel()
+
     watcher = asyncio.ensure_future(_disconnected(request))
+    watcher.add_done_callback(hang_up)
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task not in done:
-        task.cancel()
+        return await service.predict(model, texts, labels, request_id)
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        current.uncancel()
         metrics.REJECTED.labels("disconnected").inc()
-        raise ClientGone
-    try:
-        return task.result()
+        raise ClientGone from None
     except NluserveError as exc:
         problem = from_service_error(exc)
         metrics.REJECTED.labels(problem.slug).inc()
         raise problem from exc
+    finally:
+        answered = True
+        watcher.cancel()
 
 
 async def _disconnected(request: Request) -> None:

@@ -88,6 +88,8 @@ def test_smoke_classification_training_with_the_linear_mix(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = load_model(out)
+    assert (out / "ngrams.json").is_file()  # the linear part's n-gram index ships with the graph
+    assert "linear part" in (model.manifest.training.notes if model.manifest.training else "")
     assert [lab.code for lab in model.labels] == ["negative", "positive"]
     results = model.predict(["房间干净，服务周到", "卫生很差"])
     assert all(
@@ -110,12 +112,13 @@ def test_onnx_runtime_agrees_with_pytorch(task: str, tmp_path: Path) -> None:
         head_dim=8,
         wide=task == "classification",
         linear=task == "classification",
+        n_ngrams=40,
     )
     net = Net(cfg).eval()
     if cfg.linear:
         with torch.no_grad():  # non-zero so the fitted linear path is exercised too
-            net.lin_char.weight.normal_()
-            net.lin_bigram.weight.normal_()
+            net.lin_ngram.weight[1:].normal_()
+            net.lin_bias.normal_()
     path = tmp_path / "model.onnx"
     export_onnx(net, path)
     rng = np.random.default_rng(0)
@@ -127,12 +130,13 @@ def test_onnx_runtime_agrees_with_pytorch(task: str, tmp_path: Path) -> None:
         chars[row, n:] = 0
         bigrams[row, n:] = 0
         lex[row, n:] = 0
+    feeds = {"chars": chars, "bigrams": bigrams, "lexicon": lex, "lengths": lengths}
+    if cfg.linear:  # rows of different lengths, padded with 0
+        feeds["ngrams"] = np.array([[3, 7, 39], [5, 0, 0], [0, 0, 0]], dtype=np.int64)
     with torch.no_grad():
-        expected = net(*(torch.from_numpy(a) for a in (chars, bigrams, lex, lengths))).numpy()
+        expected = net(*(torch.from_numpy(a) for a in feeds.values())).numpy()
     from nluserve.runtime.session import OnnxBackend
 
-    got = OnnxBackend(path, threads=1).run(
-        {"chars": chars, "bigrams": bigrams, "lexicon": lex, "lengths": lengths}
-    )
+    got = OnnxBackend(path, threads=1).run(feeds)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4

@@ -37,7 +37,10 @@ def train(
         bool, typer.Option(help="classification: add a linear bag-of-n-grams path")
     ] = False,
     linear: Annotated[
-        bool, typer.Option(help="classification: mix in a separately fitted linear model")
+        bool,
+        typer.Option(
+            help="classification: mix in a separately fitted NB-weighted char 1-3-gram linear model"
+        ),
     ] = False,
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")

@@ -13,20 +13,30 @@ from nluserve.models.manifest import Manifest
 from nluserve.runtime.decoders import OFFSETS
 from nluserve.runtime.features import encode_batch
 from nluserve.runtime.lexicon import Lexicon
+from nluserve.runtime.ngrams import FILE as NGRAMS_FILE
+from nluserve.runtime.ngrams import NgramIndex
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.runtime.wordpiece import WordPieceSettings, WordPieceTokenizer, load_vocab
 
 
 class CharEncoder:
-    """Character, bigram and lexicon inputs for the models nluserve trains."""
+    """Character, bigram and lexicon inputs for the models nluserve trains.
 
-    def __init__(self, vocab: Vocab, lexicon: Lexicon) -> None:
+    A classifier with an n-gram linear part also gets ``ngrams``, the ids of the character
+    n-grams each text contains (see runtime/ngrams.py).
+    """
+
+    def __init__(self, vocab: Vocab, lexicon: Lexicon, ngrams: NgramIndex | None = None) -> None:
         self.vocab = vocab
         self.lexicon = lexicon
+        self.ngrams = ngrams
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Padded arrays for one batch."""
-        return encode_batch(texts, self.vocab, self.lexicon)
+        feeds = encode_batch(texts, self.vocab, self.lexicon)
+        if self.ngrams is not None:
+            feeds["ngrams"] = self.ngrams.encode_batch(texts)
+        return feeds
 
 
 class WordPieceEncoder:
@@ -72,4 +82,5 @@ def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncode
         return WordPieceEncoder(tokenizer, manifest.max_length)
     lexicon_path = path / "lexicon.txt"
     lexicon = Lexicon.load(lexicon_path) if lexicon_path.is_file() else Lexicon(set())
-    return CharEncoder(Vocab.load(path / "vocab.json"), lexicon)
+    ngrams = NgramIndex.load(path / NGRAMS_FILE) if (path / NGRAMS_FILE).is_file() else None
+    return CharEncoder(Vocab.load(path / "vocab.json"), lexicon, ngrams)

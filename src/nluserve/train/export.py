@@ -21,12 +21,16 @@ def export_onnx(net: Net, path: Path) -> None:
     """Trace the network with dynamic batch and length axes."""
     net.eval()
     b, length = 2, 7
-    example = (
+    example: tuple[torch.Tensor, ...] = (
         torch.ones((b, length), dtype=torch.int64),
         torch.ones((b, length), dtype=torch.int64),
         torch.zeros((b, length, N_FEATURES), dtype=torch.float32),
         torch.tensor([length, length - 2], dtype=torch.int64),
     )
+    inputs = list(INPUTS)
+    if net.cfg.linear:
+        example = (*example, torch.ones((b, 5), dtype=torch.int64))
+        inputs.append("ngrams")
     axes = {
         "chars": {0: "batch", 1: "length"},
         "bigrams": {0: "batch", 1: "length"},
@@ -34,6 +38,8 @@ def export_onnx(net: Net, path: Path) -> None:
         "lengths": {0: "batch"},
         "output": {0: "batch"} if net.cfg.task != "ner" else {0: "batch", 2: "length", 3: "length"},
     }
+    if net.cfg.linear:
+        axes["ngrams"] = {0: "batch", 1: "n_ngrams"}
     # The TorchScript exporter is deprecated but maps our per-direction LSTMs to ONNX LSTM ops
     # with dynamic batch and length; the torch.export path needs shape guards for that.
     with warnings.catch_warnings():
@@ -46,7 +52,7 @@ def export_onnx(net: Net, path: Path) -> None:
             net,
             example,
             str(path),
-            input_names=INPUTS,
+            input_names=inputs,
             output_names=["output"],
             dynamic_axes=axes,
             opset_version=17,

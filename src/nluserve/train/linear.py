@@ -1,10 +1,12 @@
-"""A linear model over the classifier's own bag-of-(char, bigram) inputs, added to its logits.
+"""A linear model over which character n-grams a text contains, added to the classifier's logits.
 
 On a few thousand reviews a recurrent net overfits long before it extracts all the lexical
 signal an n-gram linear model gets, and joint training lets the net's path dominate. So the
-linear part is fitted on its own (scikit-learn logistic regression, features exactly as the
-graph computes them: counts / sqrt(length) over char and bigram ids) and mixed in with a
-weight chosen on the validation split, like the epoch and C.
+linear part is fitted on its own: NB-weighted logistic regression (Wang & Manning 2012, "NBSVM"):
+binary presence of character 1–3-grams (runtime/ngrams.py, the features the graph gathers),
+each scaled by its naive-Bayes log-count ratio. The scaling folds into the weights, so the graph
+only sums one weight row per n-gram. C and the mixing weight are chosen on the validation split,
+like the epoch.
 """
 
 from __future__ import annotations
@@ -19,66 +21,85 @@ from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
 from nluserve.data.readers import Example
-from nluserve.runtime.tokenizer import Vocab
+from nluserve.runtime.ngrams import NgramIndex
 from nluserve.train.net import Net
 
 
-def features(texts: list[str], vocab: Vocab, max_length: int) -> csr_matrix:
-    n_chars = len(vocab.chars)
-    rows, cols, vals = [], [], []
+def features(texts: list[str], ngrams: NgramIndex) -> csr_matrix:
+    """Binary n-gram presence, one column per id (column 0, the pad, stays empty)."""
+    rows, cols = [], []
     for r, text in enumerate(texts):
-        chars, bigrams = vocab.encode(text[:max_length])
-        scale = 1.0 / max(1.0, float(len(chars))) ** 0.5
-        for c in chars:
-            rows.append(r), cols.append(c), vals.append(scale)
-        for b in bigrams:
-            rows.append(r), cols.append(n_chars + b), vals.append(scale)
-    return csr_matrix((vals, (rows, cols)), shape=(len(texts), n_chars + len(vocab.bigrams)))
+        ids = ngrams.encode(text)
+        rows.extend([r] * len(ids))
+        cols.extend(ids)
+    return csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(texts), len(ngrams)), dtype=np.float64
+    )
+
+
+def nb_ratio(x: csr_matrix, y: np.ndarray, positive: int, alpha: float = 1.0) -> np.ndarray:
+    """Smoothed log-count ratio of each feature between ``positive`` and the other classes."""
+    p = alpha + np.asarray(x[y == positive].sum(axis=0)).ravel()
+    q = alpha + np.asarray(x[y != positive].sum(axis=0)).ravel()
+    return np.log((p / p.sum()) / (q / q.sum()))
 
 
 def attach(
     net: Net,
-    vocab: Vocab,
+    ngrams: NgramIndex,
     train: list[Example],
     val: list[Example],
     index: dict[str, int],
-    max_length: int,
     score: Callable[[], float],
 ) -> dict[str, float]:
     """Fit, choose C and the mixing weight on validation, write the weights into ``net``."""
-    x_train = features([e.text for e in train], vocab, max_length)
-    x_val = features([e.text for e in val], vocab, max_length)
+    x_train = features([e.text for e in train], ngrams)
+    x_val = features([e.text for e in val], ngrams)
     y_train = np.array([index[e.label or ""] for e in train])
     y_val = np.array([index[e.label or ""] for e in val])
-    best_c, best_acc, best_model = 0.0, -1.0, None
-    for c in (1.0, 3.0, 10.0, 30.0):
-        model = LogisticRegression(C=c, max_iter=5000).fit(x_train, y_train)
-        acc = float((model.predict(x_val) == y_val).mean())
+    n_labels = len(index)
+    # Binary: one ratio (for label 1). More labels: one-vs-rest ratios, one per label.
+    ratios = [nb_ratio(x_train, y_train, k) for k in ([1] if n_labels == 2 else range(n_labels))]
+    best_c, best_acc, best = 0.0, -1.0, (np.zeros((len(ngrams), n_labels)), np.zeros(n_labels))
+    for c in (0.3, 1.0, 3.0):
+        weights, bias = _fit(x_train, y_train, ratios, n_labels, c)
+        acc = float(((x_val @ weights + bias).argmax(axis=1) == y_val).mean())
         tqdm.write(f"linear C={c}: validation accuracy {100 * acc:.2f}", file=sys.stderr)
         if acc > best_acc:
-            best_c, best_acc, best_model = c, acc, model
-    assert best_model is not None
-    coef = best_model.coef_
-    # Binary logistic regression gives one row for class 1; as logits that is [0, w].
-    weights = np.vstack([np.zeros_like(coef[0]), coef[0]]).T if coef.shape[0] == 1 else coef.T
-    bias = (
-        np.array([0.0, best_model.intercept_[0]]) if coef.shape[0] == 1 else best_model.intercept_
-    )
-    n_chars = len(vocab.chars)
+            best_c, best_acc, best = c, acc, (weights, bias)
+    weights, bias = best
     best_alpha, best_val = 0.0, score()
     tqdm.write(f"mix 0.00: validation {best_val:.2f}", file=sys.stderr)
     for alpha in (0.25, 0.5, 1.0, 2.0, 4.0):
-        _load(net, weights, bias, n_chars, alpha)
+        _load(net, weights, bias, alpha)
         val_score = score()
         tqdm.write(f"mix {alpha:.2f}: validation {val_score:.2f}", file=sys.stderr)
         if val_score > best_val:
             best_alpha, best_val = alpha, val_score
-    _load(net, weights, bias, n_chars, best_alpha)
+    _load(net, weights, bias, best_alpha)
     return {"linear_C": best_c, "linear_val_accuracy": round(100 * best_acc, 2), "mix": best_alpha}
 
 
-def _load(net: Net, weights: np.ndarray, bias: np.ndarray, n_chars: int, alpha: float) -> None:
+def _fit(
+    x: csr_matrix, y: np.ndarray, ratios: list[np.ndarray], n_labels: int, c: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logit weights (n-grams × labels) and bias, with the NB scaling folded into the weights."""
+    weights = np.zeros((x.shape[1], n_labels))
+    bias = np.zeros(n_labels)
+    if n_labels == 2:
+        # Binary logistic regression gives one row for label 1; as logits that is [0, w].
+        model = LogisticRegression(C=c, max_iter=5000).fit(x.multiply(ratios[0]).tocsr(), y)
+        weights[:, 1] = model.coef_[0] * ratios[0]
+        bias[1] = model.intercept_[0]
+        return weights, bias
+    for k, r in enumerate(ratios):
+        model = LogisticRegression(C=c, max_iter=5000).fit(x.multiply(r).tocsr(), y == k)
+        weights[:, k] = model.coef_[0] * r
+        bias[k] = model.intercept_[0]
+    return weights, bias
+
+
+def _load(net: Net, weights: np.ndarray, bias: np.ndarray, alpha: float) -> None:
     with torch.no_grad():
-        net.lin_char.weight.copy_(torch.from_numpy(alpha * weights[:n_chars]).float())
-        net.lin_bigram.weight.copy_(torch.from_numpy(alpha * weights[n_chars:]).float())
+        net.lin_ngram.weight.copy_(torch.from_numpy(alpha * weights).float())
         net.lin_bias.copy_(torch.from_numpy(alpha * bias).float())

@@ -27,6 +27,7 @@ class NetConfig:
     dropout: float = 0.3
     wide: bool = False  # classification: add a linear bag-of-(char, bigram) path (wide & deep)
     linear: bool = False  # classification: a separately fitted linear model added to the logits
+    n_ngrams: int = 0  # size of the linear part's n-gram index (runtime/ngrams.py), pad included
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -150,14 +151,12 @@ class Net(nn.Module):
             nn.init.zeros_(self.wide_char.weight)
             nn.init.zeros_(self.wide_bigram.weight)
         if cfg.linear:
-            # Filled after training from a logistic regression on the same bag-of-n-gram
-            # features (see train/linear.py); zero until then, so it changes nothing.
-            self.lin_char = nn.Embedding(cfg.n_chars, cfg.n_labels)
-            self.lin_bigram = nn.Embedding(cfg.n_bigrams, cfg.n_labels)
+            # Filled after training from a logistic regression over which character n-grams a
+            # text contains (see train/linear.py); zero until then, so it changes nothing.
+            self.lin_ngram = nn.Embedding(max(cfg.n_ngrams, 1), cfg.n_labels, padding_idx=0)
             self.lin_bias = nn.Parameter(torch.zeros(cfg.n_labels))
-            for emb in (self.lin_char, self.lin_bigram):
-                nn.init.zeros_(emb.weight)
-                emb.weight.requires_grad_(False)
+            nn.init.zeros_(self.lin_ngram.weight)
+            self.lin_ngram.weight.requires_grad_(False)
             self.lin_bias.requires_grad_(False)
 
     def forward(
@@ -166,6 +165,7 @@ class Net(nn.Module):
         bigrams: torch.Tensor,
         lexicon: torch.Tensor,
         lengths: torch.Tensor,
+        ngrams: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h, mask = self.encoder(chars, bigrams, lexicon, lengths)
         out = self.head(h, mask)
@@ -173,10 +173,9 @@ class Net(nn.Module):
             m = mask.unsqueeze(-1).to(out.dtype)
             bag = (self.wide_char(chars) + self.wide_bigram(bigrams)) * m
             out = out + bag.sum(dim=1) / m.sum(dim=1).clamp(min=1.0).sqrt()
-        if self.cfg.linear:
-            m = mask.unsqueeze(-1).to(out.dtype)
-            bag = (self.lin_char(chars) + self.lin_bigram(bigrams)) * m
-            out = out + bag.sum(dim=1) / m.sum(dim=1).clamp(min=1.0).sqrt() + self.lin_bias
+        if self.cfg.linear and ngrams is not None:
+            # Id 0 pads and its row is zero, so padding adds nothing.
+            out = out + self.lin_ngram(ngrams).sum(dim=1) + self.lin_bias
         return out
 
 

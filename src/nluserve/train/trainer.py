@@ -22,6 +22,8 @@ from nluserve.runtime import windows
 from nluserve.runtime.features import encode_batch
 from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.model import Model
+from nluserve.runtime.ngrams import FILE as NGRAMS_FILE
+from nluserve.runtime.ngrams import NgramIndex
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Net, NetConfig, span_loss
@@ -63,10 +65,9 @@ class TorchBackend:
         self.net = net
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        names = ("chars", "bigrams", "lexicon", "lengths", "ngrams")
         with torch.no_grad():
-            out = self.net(
-                *(torch.from_numpy(feeds[k]) for k in ("chars", "bigrams", "lexicon", "lengths"))
-            )
+            out = self.net(*(torch.from_numpy(feeds[k]) for k in names if k in feeds))
         return out.numpy()
 
 
@@ -168,6 +169,11 @@ def train(cfg: TrainConfig) -> Manifest:
         )
     else:
         train_items = [Example(e.text[: cfg.max_length], [], e.label) for e in train_ex]
+    ngrams = (
+        NgramIndex.build(e.text for e in train_items)
+        if cfg.task == "classification" and cfg.linear
+        else None
+    )
     net_cfg = NetConfig(
         n_chars=len(vocab.chars),
         n_bigrams=len(vocab.bigrams),
@@ -177,6 +183,7 @@ def train(cfg: TrainConfig) -> Manifest:
         dropout=cfg.dropout,
         wide=cfg.wide,
         linear=cfg.linear,
+        n_ngrams=len(ngrams) if ngrams else 0,
     )
     net = Net(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -193,7 +200,7 @@ def train(cfg: TrainConfig) -> Manifest:
         architecture="char+bigram+lexicon BiLSTM, "
         + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"),
     )
-    encoder = _encoder(vocab, lexicon)
+    encoder = _encoder(vocab, lexicon, ngrams)
     evaluator = Model(manifest, TorchBackend(net), encoder)
     feats = [
         encode_batch([e.text], vocab, lexicon)
@@ -247,13 +254,13 @@ def train(cfg: TrainConfig) -> Manifest:
     net.load_state_dict(best_state)
     net.eval()
     linear_info: dict[str, float] = {}
-    if cfg.task == "classification" and cfg.linear:
+    if ngrams is not None:
         from nluserve.train.linear import attach
 
         def val_accuracy() -> float:
             return float(evaluate(evaluator, val_ex)["accuracy"])  # type: ignore[arg-type]
 
-        linear_info = attach(net, vocab, train_items, val_ex, index, cfg.max_length, val_accuracy)
+        linear_info = attach(net, ngrams, train_items, val_ex, index, val_accuracy)
     if cfg.task == "ner" and cfg.calibrate:
         manifest = _calibrate(manifest, net, encoder, val_ex)
         evaluator = Model(manifest, TorchBackend(net), encoder)
@@ -281,6 +288,8 @@ def train(cfg: TrainConfig) -> Manifest:
         "net_config.json": json.dumps(net_cfg.to_dict(), indent=2),
         "history.json": json.dumps(history, indent=2),
     }
+    if ngrams is not None:
+        extra[NGRAMS_FILE] = json.dumps(list(ngrams.ids), ensure_ascii=False)
     return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra)
 
 
@@ -323,10 +332,10 @@ def evaluate(model: Model, examples: Sequence[Example]) -> dict[str, object]:
     return score_classification(examples, preds)
 
 
-def _encoder(vocab: Vocab, lexicon: Lexicon):  # type: ignore[no-untyped-def]
+def _encoder(vocab: Vocab, lexicon: Lexicon, ngrams: NgramIndex | None = None):  # type: ignore[no-untyped-def]
     from nluserve.runtime.encoders import CharEncoder
 
-    return CharEncoder(vocab, lexicon)
+    return CharEncoder(vocab, lexicon, ngrams)
 
 
 def _collate(items: list[dict[str, np.ndarray]]) -> list[torch.Tensor]:

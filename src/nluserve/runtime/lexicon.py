@@ -6,6 +6,7 @@ boundaries; we use a cheap multi-hot form of it so that it exports to ONNX as a 
 
 from __future__ import annotations
 
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +39,25 @@ class Lexicon:
         path.write_text("\n".join(sorted(self.words)) + "\n", encoding="utf-8")
 
     def features(self, text: str) -> np.ndarray:
-        """A (len(text), N_FEATURES) float32 multi-hot matrix."""
+        """A (len(text), N_FEATURES) float32 multi-hot matrix.
+
+        Per word length, all of the text's substrings of that length are sliced in one
+        comprehension and looked up with ``map`` (C loops, not a Python loop per lookup);
+        only the hits, a few per text, mark the matrix. Every mark sets a 1.0, so the order of
+        the marks cannot change the result.
+        """
         n = len(text)
         out = np.zeros((n, N_FEATURES), dtype=np.float32)
         if not self.words:
             return out
         norm = "".join(normalize_char(c) or " " for c in text)
-        words = self.words
-        for i in range(n):
-            for length in range(2, min(MAX_WORD, n - i) + 1):
-                if norm[i : i + length] in words:
-                    b = _bucket(length)
-                    out[i, b] = 1.0
-                    out[i + length - 1, 8 + b] = 1.0
-                    if length > 2:
-                        out[i + 1 : i + length - 1, 4 + b] = 1.0
+        contains = self.words.__contains__
+        for length in range(2, min(MAX_WORD, n) + 1):
+            starts = range(n - length + 1)
+            b = _bucket(length)
+            for i in compress(starts, map(contains, [norm[i : i + length] for i in starts])):
+                out[i, b] = 1.0
+                out[i + length - 1, 8 + b] = 1.0
+                if length > 2:
+                    out[i + 1 : i + length - 1, 4 + b] = 1.0
         return out

@@ -1,0 +1,83 @@
+"""Lexicon features are bit-identical to the original per-position loop the bundled models use."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nluserve.models import store
+from nluserve.runtime.lexicon import MAX_WORD, N_FEATURES, Lexicon, _bucket
+from nluserve.runtime.tokenizer import normalize_char
+
+REAL = [
+    "张三在北京大学读书。",
+    "患者自述发热、咳嗽三天，体温最高39.2℃，伴有头痛、乏力。",
+    "新生儿疾病筛查的发展趋势自1961年开展苯丙酮尿症筛查以来，随着医学技术的发展，符合进行新生儿"
+    "疾病筛查标准的疾病也在不断增加。",
+    "谷爱凌在北京冬奥会获得金牌，腾讯公司的工程师王五去了上海市浦东新区。",
+    "房间干净，服务周到，早餐也很丰富，下次还会再来！",
+    "ＡＢＣ全角１２３与ABC半角123 ㎏ ℃ ①②",
+    "e\u0301le\u0300ve 北京\u200b大学\u200d张三\ufeff😀🇨🇳",
+    "line1\nline2\r\n\t北京\x00\x1b",
+    "",
+    "北",
+    "北京",
+]
+
+
+def reference_features(words: set[str], text: str) -> np.ndarray:
+    """The original implementation, kept verbatim as the specification."""
+    n = len(text)
+    out = np.zeros((n, N_FEATURES), dtype=np.float32)
+    if not words:
+        return out
+    norm = "".join(normalize_char(c) or " " for c in text)
+    for i in range(n):
+        for length in range(2, min(MAX_WORD, n - i) + 1):
+            if norm[i : i + length] in words:
+                b = _bucket(length)
+                out[i, b] = 1.0
+                out[i + length - 1, 8 + b] = 1.0
+                if length > 2:
+                    out[i + 1 : i + length - 1, 4 + b] = 1.0
+    return out
+
+
+def _same(lexicon: Lexicon, text: str) -> None:
+    got = lexicon.features(text)
+    want = reference_features(lexicon.words, text)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want), text
+
+
+def test_bundled_lexicon_features_match_the_reference_on_real_and_generated_texts() -> None:
+    lexicon = Lexicon.load(store.resolve("general") / "lexicon.txt")
+    for text in REAL:
+        _same(lexicon, text)
+    rng = random.Random(7)
+    vocabulary = sorted(w for w in lexicon.words if len(w) <= MAX_WORD + 2)
+    noise = list("的了在是，。、；：？！ 0123456789abcXYZ㎏①\u0301\u200b😀\n")
+    for _ in range(300):
+        parts = [
+            rng.choice(vocabulary) if rng.random() < 0.7 else rng.choice(noise)
+            for _ in range(rng.randint(0, 60))
+        ]
+        text = "".join(parts)[: rng.randint(0, 200)]
+        _same(lexicon, text)
+
+
+small_words = st.sets(st.text(st.sampled_from("北京大学张三ab0 ㎏\u0301"), min_size=1, max_size=8))
+small_texts = st.text(st.sampled_from("北京大学张三李四ab0AB０ \t㎏\u0301😀"), max_size=40)
+
+
+@given(small_words, small_texts)
+def test_features_match_the_reference_for_any_small_lexicon(words: set[str], text: str) -> None:
+    _same(Lexicon(words), text)
+
+
+@given(st.text(st.characters(codec="utf-8"), max_size=60))
+def test_features_match_the_reference_on_arbitrary_unicode(text: str) -> None:
+    _same(Lexicon({"北京", "北京大学", "ab", "0", "00", "e\u0301l"}), text)

@@ -167,6 +167,8 @@ def _dump(rec: AuditRecord) -> bytes:
 def _load(line: str) -> AuditRecord:
     raw = json.loads(line)
     raw["ts"] = datetime.fromisoformat(raw["ts"])
+    # Lines spooled before record ids existed: the request id was their key (migration 0002).
+    raw.setdefault("record_id", raw["request_id"])
     return AuditRecord(**raw)
 
 

@@ -15,8 +15,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _ADVISORY_LOCK = 0x6E6C7573
 
 
-def upgrade(url: str) -> str:
-    """Upgrade to head; on PostgreSQL under an advisory lock so concurrent runs serialise."""
+def upgrade(url: str, target: str = "head") -> str:
+    """Upgrade to ``target``; on PostgreSQL under an advisory lock so concurrent runs serialise."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -26,7 +26,7 @@ def upgrade(url: str) -> str:
                 cfg = Config()
                 cfg.set_main_option("script_location", str(MIGRATIONS))
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, target)
                 conn.commit()
             finally:
                 if engine.dialect.name == "postgresql":

@@ -62,7 +62,7 @@ class Repository:
         self.engine: Engine = make_engine(url)
         self._pid = os.getpid()
         ins = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        self._audit_insert = ins(AuditRow).on_conflict_do_nothing(index_elements=["request_id"])
+        self._audit_insert = ins(AuditRow).on_conflict_do_nothing(index_elements=["record_id"])
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def after_fork(self) -> None:
@@ -220,7 +220,7 @@ class Repository:
 
     # audit and usage
     def insert_audit(self, records: Iterable[AuditRecord]) -> int:
-        """Insert, ignoring request ids already stored (spool replays are idempotent)."""
+        """Insert, ignoring record ids already stored (spool replays are idempotent)."""
         rows = [r.__dict__ for r in records]
         if not rows:
             return 0

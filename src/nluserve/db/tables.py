@@ -62,7 +62,8 @@ class AuditRow(Base):
     __table_args__ = (Index("ix_audit_tenant_ts", "tenant_id", "ts"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    record_id: Mapped[str] = mapped_column(String(128), unique=True)  # server-made, see values.py
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     tenant_id: Mapped[str] = mapped_column(String(32))
     key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -53,6 +54,9 @@ class AuditRecord:
     status: int
     latency_ms: float
     text: str | None = None
+    # The key that makes spool replays idempotent. Server-made, never the client's X-Request-ID:
+    # a client that reuses one request id must not make its calls vanish from the audit.
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)

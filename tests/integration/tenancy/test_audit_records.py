@@ -1,0 +1,99 @@
+"""Audit rows are keyed by the server, not by the client's X-Request-ID; migrations match the models."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from nluserve.db.migrate import upgrade
+from nluserve.db.tables import AuditRow, Base
+from tests.integration.tenancy.harness import bearer, build_stack, running, tenancy_settings
+
+
+def test_a_reused_request_id_does_not_hide_calls_from_the_audit(tmp_path: Path) -> None:
+    stack = build_stack(tenancy_settings(tmp_path / "data"))
+    tenant, key = stack.tenant("acme")
+    headers = {**bearer(key), "X-Request-ID": "same-id-every-time"}
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            for _ in range(3):
+                r = await client.post("/v1/ner", json={"text": "张三在北京"}, headers=headers)
+                assert r.status_code == 200, r.text
+                assert r.headers["x-request-id"] == "same-id-every-time"
+
+    asyncio.run(scenario())
+    with stack.tenancy.repo.engine.connect() as conn:
+        rows = conn.execute(
+            AuditRow.__table__.select().where(AuditRow.tenant_id == tenant.id)
+        ).all()
+    stack.tenancy.repo.close()
+    assert len(rows) == 3
+    assert {r.request_id for r in rows} == {"same-id-every-time"}
+    assert len({r.record_id for r in rows}) == 3
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_migrations_produce_exactly_the_models_schema(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_audit_rows_written_before_record_ids_survive_the_upgrade(database_url: str) -> None:
+    assert upgrade(database_url, "0001") == "0001"
+    engine = create_engine(database_url)
+    row = {
+        "request_id": "old-call",
+        "ts": datetime(2026, 11, 1, tzinfo=UTC),
+        "tenant_id": "t1",
+        "key_id": None,
+        "route": "/v1/ner",
+        "model": "general",
+        "task": "ner",
+        "n_texts": 1,
+        "chars": 5,
+        "status": 200,
+        "latency_ms": 3.5,
+        "text": None,
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO audit (request_id, ts, tenant_id, key_id, route, model, task, "
+                    "n_texts, chars, status, latency_ms, text) VALUES (:request_id, :ts, "
+                    ":tenant_id, :key_id, :route, :model, :task, :n_texts, :chars, :status, "
+                    ":latency_ms, :text)"
+                ),
+                row,
+            )
+        assert upgrade(database_url) == "0002"
+        with engine.begin() as conn:
+            got = conn.execute(text("SELECT record_id, request_id, chars FROM audit")).all()
+            assert [tuple(r) for r in got] == [("old-call", "old-call", 5)]
+            # New rows get fresh ids from the sequence, after the copied ones.
+            conn.execute(
+                AuditRow.__table__.insert(),
+                [{**row, "record_id": f"r{i}", "request_id": "old-call"} for i in range(2)],
+            )
+            assert conn.execute(text("SELECT COUNT(DISTINCT id) FROM audit")).scalar() == 3
+    finally:
+        engine.dispose()

@@ -108,9 +108,28 @@ async def get_request_id(request: Request) -> str:
     return rid
 
 
+@dataclass(frozen=True)
+class Call:
+    """What a prediction route needs, resolved as one dependency instead of four."""
+
+    service: InferenceService
+    settings: Settings
+    caller: Caller
+    request_id: str
+
+
+async def get_call(request: Request) -> Call:
+    """Service, settings, the authenticated caller and the request id of a prediction call."""
+    state = request.app.state
+    return Call(
+        state.inference, state.settings, await get_caller(request), request.state.request_id
+    )
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 AdminDep = Annotated[Caller, Depends(get_admin)]
 TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
+CallDep = Annotated[Call, Depends(get_call)]

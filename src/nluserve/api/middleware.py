@@ -37,10 +37,24 @@ class RequestContext:
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = 500
+        counted = False
+
+        def count() -> float:
+            nonlocal counted
+            counted = True
+            elapsed = time.perf_counter() - started
+            requests, latency = self._metrics(_route(scope), scope["method"], status)
+            requests.inc()
+            latency.observe(elapsed)
+            return elapsed
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last byte leaves: a client that has its answer and then
+                # reads /metrics must find its call there.
+                count()
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
@@ -54,12 +68,9 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started if counted else count()
             route = _route(scope)
             method = scope["method"]
-            requests, latency = self._metrics(route, method, status)
-            requests.inc()
-            latency.observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 # Never the body, never the query string: request text must not reach the logs.
                 fields = {

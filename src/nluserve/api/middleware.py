@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +17,10 @@ from nluserve.observability.logging import request_id_var
 
 access_log = logging.getLogger("nluserve.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Request ids need to be unique, not secret: 128 bits from the process's PRNG (reseeded after
+# fork by the random module) instead of uuid4, whose os.urandom is a syscall that hands the GIL
+# to the inference thread and waits to get it back, on every request.
+_random_bits = random.getrandbits
 
 
 class RequestContext:
@@ -32,7 +36,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"x-request-id")
-        rid = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
+        rid = given if given and _SAFE_ID.match(given) else f"{_random_bits(128):032x}"
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()

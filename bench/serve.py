@@ -18,6 +18,11 @@ of 1 vs 4 workers. Bodies are real texts from the CMeEE unlabeled set, cut to 12
 
     .venv/bin/python bench/serve.py --quick --model /tmp/smoke_med           # smoke test
     .venv/bin/python bench/serve.py --model general                           # full run
+    python3 bench/serve.py --no-char --provider cuda --only ceiling,nluserve,tutorial  # on a GPU
+
+With ``--provider cuda`` the BERT graph runs on onnxruntime-gpu's CUDA provider everywhere: the
+ceiling, nluserve (``--device cuda``, one worker: one CUDA context feeds the GPU) and the
+tutorial servers (one CUDA session per gunicorn worker, as the tutorial would have it).
 
 Needs ``wrk`` (apt-get install wrk). LitServe and matplotlib are optional: they are imported
 from the venv or from bench/out/pydeps (see docs/benchmarks.md); without them that row or the
@@ -655,9 +660,20 @@ def memory_by_workers(
     return found
 
 
-def ceiling_configs(quick: bool, threads_per_worker: int) -> list[raw.Config]:
+def ceiling_configs(
+    quick: bool, threads_per_worker: int, provider: str = "cpu"
+) -> list[raw.Config]:
     """The in-process search grid, always holding the single-text config nluserve's workers use."""
     single = raw.Config(1, threads_per_worker, 1, False)
+    if provider == "cuda":  # CPU threads barely matter; batch size and concurrent runs do
+        return list(
+            dict.fromkeys(
+                [
+                    *(raw.Config(b, 1, k, b > 1) for b in (1, 8, 32, 64) for k in (1, 2, 4)),
+                    single,
+                ]
+            )
+        )
     if quick:
         grid = [
             raw.BASELINE,
@@ -680,8 +696,10 @@ def measure_ceiling(
 ) -> dict[str, Any]:
     """Best in-process texts/s and the p50 of one text on the threads one nluserve worker has."""
     tpw = max(1, CORES // args.workers)
+    if args.provider == "cuda":
+        tpw = 1
     console.print(f"[bold]{model.label}: ceiling[/] (in-process, {len(texts)} texts)")
-    rows = raw.sweep(model.ceiling(), texts, ceiling_configs(args.quick, tpw))
+    rows = raw.sweep(model.ceiling(), texts, ceiling_configs(args.quick, tpw, args.provider))
     best = max(rows, key=lambda r: r.texts_per_s)
     single = next(r for r in rows if (r.batch, r.threads, r.workers) == (1, tpw, 1))
     console.print(
@@ -895,8 +913,8 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
                 "BERT-base fp32",
                 model_dir,
                 bertbase_modeldir.NAME,
-                {"BENCH_BERT_ONNX": str(graph.resolve())},
-                lambda: raw.bert_target("bert fp32 cpu", graph, "cpu"),
+                {"BENCH_BERT_ONNX": str(graph.resolve()), "BENCH_ORT_PROVIDER": args.provider},
+                lambda: raw.bert_target(f"bert fp32 {args.provider}", graph, args.provider),
             )
         )
     return specs
@@ -924,6 +942,12 @@ def parse_args() -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SERVERS)}",
     )
     parser.add_argument("--workers", type=int, default=CORES, help="nluserve workers (cores)")
+    parser.add_argument(
+        "--provider",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="BERT on the CPU or on onnxruntime-gpu's CUDA provider (nluserve --device cuda)",
+    )
     parser.add_argument("--duration", type=float, help="seconds per wrk run (20; 3 with --quick)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up load (5; 1 with --quick)")
     parser.add_argument(
@@ -956,6 +980,12 @@ def parse_args() -> argparse.Namespace:
         parser.error("--nluserve-env takes KEY=VALUE")
     if args.bert is None:
         args.bert = not args.quick
+    if args.provider == "cuda":
+        if args.char:
+            parser.error("--provider cuda measures the BERT model: add --no-char")
+        args.workers = 1  # one CUDA context; its batcher keeps the GPU busy
+        args.nluserve_env.setdefault("NLUSERVE_DEVICE", "cuda")
+        args.only = tuple(x for x in args.only if x not in ("memory", "litserve"))
     args.duration = args.duration or (3.0 if args.quick else 20.0)
     args.warmup = args.warmup or (1.0 if args.quick else 5.0)
     args.concurrency = args.concurrency or ((1, 8) if args.quick else (1, 8, 32))

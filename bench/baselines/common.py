@@ -7,6 +7,8 @@ The model comes from the environment so the same app file serves either model:
 - ``BENCH_BERT_ONNX``: the BERT-base graph of ``bench/bertbase.py``, encoded with
   ``bertbase.encode``; the answer is the argmax tag of every character.
 
+``BENCH_ORT_PROVIDER``: ``cuda`` runs the session on onnxruntime-gpu's CUDA provider (default cpu).
+
 ``BENCH_ORT_THREADS``: intra-op threads of the session; unset or 0 keeps ONNX Runtime's defaults
 (all physical cores, spinning on), which is what the tutorials do.
 """
@@ -38,6 +40,12 @@ def session_options() -> ort.SessionOptions | None:
     return opts
 
 
+def providers() -> list[str]:
+    if os.environ.get("BENCH_ORT_PROVIDER") == "cuda":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class Predictor:
     """One session; ``predict(texts)`` -> one JSON-able dict per text."""
 
@@ -50,7 +58,7 @@ class Predictor:
         if bert:
             import bertbase
 
-            self.session = ort.InferenceSession(bert, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(bert, opts, providers=providers())
             self.encode = bertbase.encode
             self.max_chars = bertbase.MAX_TOKENS - 2
             self._post = self._tags
@@ -62,7 +70,7 @@ class Predictor:
             path = Path(str(model_dir))
             manifest = read_manifest(path)
             graph = str(path / manifest.graph)
-            self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(graph, opts, providers=providers())
             self.encode = encoder_for(manifest, path)
             self.max_chars = manifest.max_length
             self.decoder = decoder_for(manifest)

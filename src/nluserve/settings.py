@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
         ge=0,
         description="inference threads per process; 0 = cores / workers (never more than the cores in all)",
     )
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where models run: cpu, or cuda (needs onnxruntime-gpu; one worker)"
+    )
     graceful_timeout_s: float = Field(20.0, gt=0, description="SIGTERM: time for in-flight calls")
 
     log_level: str = Field("info", description="debug, info, warning, error")
@@ -94,6 +98,15 @@ class Settings(BaseSettings):
             if not raw or any(p in raw for p in _PLACEHOLDERS):
                 raise ValueError("is a placeholder; set a real value (see docs/deploy.md)")
         return value
+
+    @model_validator(mode="after")
+    def _one_worker_per_gpu(self) -> Settings:
+        """A CUDA context does not survive fork(), and N workers would hold N copies in GPU memory."""
+        if self.device == "cuda" and self.workers > 1:
+            raise ValueError(
+                "device=cuda serves from one worker (its batcher keeps the GPU busy); set workers=1"
+            )
+        return self
 
     def threads_per_process(self) -> int:
         """Inference threads in each worker so that workers x threads <= cores."""

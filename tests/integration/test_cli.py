@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,31 @@ def test_predict_json_gives_exact_offsets(tiny_ner_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)
     assert all(text[e["start"] : e["end"]] == e["text"] for e in result["entities"])
+
+
+def test_serve_refuses_a_device_this_onnxruntime_cannot_drive(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return  # a GPU build: bench/cuda_check.py covers serving there
+    env_run = subprocess.run(
+        [sys.executable, "-m", "nluserve", "serve", "--device", "cuda", "--port", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "NLUSERVE_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert env_run.returncode == 1
+    assert "needs CUDAExecutionProvider" in env_run.stderr
+    assert "install onnxruntime-gpu" in " ".join(env_run.stderr.split())
+    assert "Traceback" not in env_run.stderr
+
+
+def test_serve_refuses_cuda_with_several_workers() -> None:
+    proc = nluserve("serve", "--device", "cuda", "--workers", "2")
+    assert proc.returncode == 1
+    assert "set workers=1" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+    proc = nluserve("serve", "--device", "tpu")
+    assert proc.returncode == 1 and "device" in proc.stderr and "Traceback" not in proc.stderr

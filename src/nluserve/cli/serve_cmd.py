@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from nluserve.cli.output import err_console, fail
 from nluserve.errors import NluserveError
@@ -16,6 +17,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="bind port (default 8000)")] = None,
     workers: Annotated[int | None, typer.Option(help="HTTP workers; >1 runs gunicorn")] = None,
     models: Annotated[str | None, typer.Option(help="comma-separated models to serve")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu (default) or cuda (onnxruntime-gpu, one worker)")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (SQLite + bundled models unless configured otherwise)."""
     from nluserve.server.run import prepare_metrics_dir
@@ -30,7 +34,16 @@ def serve(
         overrides["workers"] = workers
     if models is not None:
         overrides["models"] = [m for m in models.split(",") if m]
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if device is not None:
+        overrides["device"] = device
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        fail(
+            "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+            )
+        )
     ensure_data_dir(settings)
     if settings.auth:
         _prepare_tenancy(settings)

@@ -233,15 +233,21 @@ def _flat(spans: list[tuple[int, int, int, float]]) -> list[tuple[int, int, int,
 
 
 def load_model(
-    name_or_path: str | os.PathLike[str], threads: int | None = None, verify: bool = True
+    name_or_path: str | os.PathLike[str],
+    threads: int | None = None,
+    verify: bool = True,
+    device: str = "cpu",
 ) -> Model:
-    """Load a bundled model by name (``general``, ``medical``, ``sentiment``) or a model directory."""
+    """Load a bundled model by name (``general``, ``medical``, ``sentiment``) or a model directory.
+
+    ``device`` is ``cpu`` or ``cuda`` (onnxruntime-gpu's CUDA provider).
+    """
     from nluserve.runtime.encoders import encoder_for
-    from nluserve.runtime.session import OnnxBackend
+    from nluserve.runtime.session import OnnxBackend, providers_for
 
     path = store.resolve(name_or_path)
     manifest = store.read_manifest(path)
     if verify:
         store.verify(path, manifest)
-    backend = OnnxBackend(path / manifest.graph, threads=threads)
+    backend = OnnxBackend(path / manifest.graph, threads=threads, providers=providers_for(device))
     return Model(manifest, backend, encoder_for(manifest, path), path=path)

@@ -9,6 +9,34 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nluserve.errors import NluserveError
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class ProviderUnavailableError(NluserveError):
+    """The configured execution provider is not in this onnxruntime build."""
+
+
+def providers_for(device: str) -> list[str]:
+    """ORT providers for ``cpu`` or ``cuda``; refuses a device this onnxruntime cannot drive.
+
+    ORT silently falls back to the CPU when a provider fails to load, which would turn a
+    GPU deployment into a slow CPU one without a word; we check up front and after loading.
+    """
+    if device not in PROVIDERS:
+        raise ProviderUnavailableError(f"unknown device {device!r}; use one of {sorted(PROVIDERS)}")
+    wanted = PROVIDERS[device]
+    if wanted[0] not in ort.get_available_providers():
+        raise ProviderUnavailableError(
+            f"device {device!r} needs {wanted[0]}, but onnxruntime {ort.__version__} offers "
+            f"{ort.get_available_providers()} (install onnxruntime-gpu for cuda)"
+        )
+    return wanted
+
 
 def default_threads() -> int:
     """Intra-op threads for one session: ``NLUSERVE_ORT_THREADS`` or the usable cores."""
@@ -51,6 +79,11 @@ class OnnxBackend:
         self.session = ort.InferenceSession(
             str(graph), sess_options=opts, providers=chosen, provider_options=provider_options
         )
+        if self.session.get_providers()[0] != chosen[0]:
+            raise ProviderUnavailableError(
+                f"{chosen[0]} failed to load (session runs on {self.session.get_providers()})"
+            )
+        self.provider = chosen[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.threads = opts.intra_op_num_threads
         self._lock = threading.Lock()

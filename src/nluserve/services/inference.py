@@ -43,7 +43,7 @@ class InferenceService:
         """
         models = {}
         for ref in settings.models:
-            model = load_model(ref, threads=1)
+            model = load_model(ref, threads=1, device=settings.device)
             models[model.name] = model
         return cls(models, settings)
 

@@ -55,7 +55,7 @@ def check(path: str, texts: list[str], batch: int) -> float:
                 gap = max([gap, *(abs(p - q) for p, q in zip(scores(x), scores(y), strict=True))])
     share = same / len(texts)
     print(
-        f"{cpu.name} {cpu.version}: {same}/{len(texts)} texts agree ({share:.1%}), "
+        f"{cpu.name} {cpu.manifest.version}: {same}/{len(texts)} texts agree ({share:.1%}), "
         f"largest score gap where they agree {gap:.2e}; batch {batch}: "
         f"cpu {len(texts) / timings['cpu']:.0f} texts/s on {raw.CORES} threads, "
         f"cuda {len(texts) / timings['cuda']:.0f} texts/s ({gpu.backend.provider})"

@@ -21,8 +21,9 @@ of 1 vs 4 workers. Bodies are real texts from the CMeEE unlabeled set, cut to 12
     python3 bench/serve.py --no-char --provider cuda --only ceiling,nluserve,tutorial  # on a GPU
 
 With ``--provider cuda`` the BERT graph runs on onnxruntime-gpu's CUDA provider everywhere: the
-ceiling, nluserve (``--device cuda``, one worker: one CUDA context feeds the GPU) and the
+ceiling, nluserve (``NLUSERVE_DEVICE=cuda``) and the
 tutorial servers (one CUDA session per gunicorn worker, as the tutorial would have it).
+nluserve runs one worker unless ``--workers`` says more (each then opens its own session).
 
 Needs ``wrk`` (apt-get install wrk). LitServe and matplotlib are optional: they are imported
 from the venv or from bench/out/pydeps (see docs/benchmarks.md); without them that row or the
@@ -665,11 +666,11 @@ def ceiling_configs(
 ) -> list[raw.Config]:
     """The in-process search grid, always holding the single-text config nluserve's workers use."""
     single = raw.Config(1, threads_per_worker, 1, False)
-    if provider == "cuda":  # CPU threads barely matter; batch size and concurrent runs do
+    if provider == "cuda":  # CPU threads barely matter (raw.bert_target fixes them); batches do
         return list(
             dict.fromkeys(
                 [
-                    *(raw.Config(b, 1, k, b > 1) for b in (1, 8, 32, 64) for k in (1, 2, 4)),
+                    *(raw.Config(b, CORES, k, b > 1) for b in (1, 8, 32, 64) for k in (1, 2, 4)),
                     single,
                 ]
             )
@@ -697,7 +698,7 @@ def measure_ceiling(
     """Best in-process texts/s and the p50 of one text on the threads one nluserve worker has."""
     tpw = max(1, CORES // args.workers)
     if args.provider == "cuda":
-        tpw = 1
+        tpw = CORES  # raw.bert_target's one session size on the GPU
     console.print(f"[bold]{model.label}: ceiling[/] (in-process, {len(texts)} texts)")
     rows = raw.sweep(model.ceiling(), texts, ceiling_configs(args.quick, tpw, args.provider))
     best = max(rows, key=lambda r: r.texts_per_s)
@@ -983,7 +984,8 @@ def parse_args() -> argparse.Namespace:
     if args.provider == "cuda":
         if args.char:
             parser.error("--provider cuda measures the BERT model: add --no-char")
-        args.workers = 1  # one CUDA context; its batcher keeps the GPU busy
+        if args.workers == CORES:  # not given: one CUDA context; its batcher feeds the GPU
+            args.workers = 1
         args.nluserve_env.setdefault("NLUSERVE_DEVICE", "cuda")
         args.only = tuple(x for x in args.only if x not in ("memory", "litserve"))
     args.duration = args.duration or (3.0 if args.quick else 20.0)

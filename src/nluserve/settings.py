@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,7 +57,8 @@ class Settings(BaseSettings):
         description="inference threads per process; 0 = cores / workers (never more than the cores in all)",
     )
     device: Literal["cpu", "cuda"] = Field(
-        "cpu", description="where models run: cpu, or cuda (needs onnxruntime-gpu; one worker)"
+        "cpu",
+        description="where models run: cpu, or cuda (onnxruntime-gpu; each worker its own session)",
     )
     graceful_timeout_s: float = Field(20.0, gt=0, description="SIGTERM: time for in-flight calls")
 
@@ -99,14 +100,13 @@ class Settings(BaseSettings):
                 raise ValueError("is a placeholder; set a real value (see docs/deploy.md)")
         return value
 
-    @model_validator(mode="after")
-    def _one_worker_per_gpu(self) -> Settings:
-        """A CUDA context does not survive fork(), and N workers would hold N copies in GPU memory."""
-        if self.device == "cuda" and self.workers > 1:
-            raise ValueError(
-                "device=cuda serves from one worker (its batcher keeps the GPU busy); set workers=1"
-            )
-        return self
+    def preload_models(self) -> bool:
+        """Load models once before fork (shared CPU pages) unless they go to a GPU.
+
+        A CUDA context does not survive fork(), so on ``cuda`` every worker opens its own
+        session after the fork: one copy of the weights per worker in GPU memory.
+        """
+        return self.device == "cpu"
 
     def threads_per_process(self) -> int:
         """Inference threads in each worker so that workers x threads <= cores."""

@@ -18,7 +18,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="HTTP workers; >1 runs gunicorn")] = None,
     models: Annotated[str | None, typer.Option(help="comma-separated models to serve")] = None,
     device: Annotated[
-        str | None, typer.Option(help="cpu (default) or cuda (onnxruntime-gpu, one worker)")
+        str | None,
+        typer.Option(help="cpu (default) or cuda (onnxruntime-gpu: a session per worker)"),
     ] = None,
 ) -> None:
     """Serve the HTTP API (SQLite + bundled models unless configured otherwise)."""

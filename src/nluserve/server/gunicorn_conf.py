@@ -2,7 +2,8 @@
 
 Values come from the same NLUSERVE_* settings as everything else.
 - preload_app: the app (and its models) is built once in the master before fork, so N workers
-  share one copy of the weights (copy-on-write pages that nobody writes);
+  share one copy of the weights (copy-on-write pages that nobody writes); not with
+  ``NLUSERVE_DEVICE=cuda``, where each worker opens its own CUDA session after the fork;
 - worker_class: uvicorn's ASGI worker; inference threads start in each worker's lifespan;
 - timeout / graceful_timeout: a stuck worker is replaced; on SIGTERM in-flight calls get
   ``graceful_timeout_s`` to finish while the listening socket is closed;
@@ -25,7 +26,7 @@ bind = (
 )
 workers = _settings.workers
 worker_class = "uvicorn_worker.UvicornWorker"
-preload_app = True
+preload_app = _settings.preload_models()
 timeout = int(_settings.request_timeout_s * 2 + 10)
 graceful_timeout = int(_settings.graceful_timeout_s)
 keepalive = 5

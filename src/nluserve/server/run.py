@@ -66,6 +66,7 @@ def _gunicorn(settings: Settings) -> None:
             ):
                 self.cfg.set(key, getattr(gunicorn_conf, key))
             self.cfg.set("workers", settings.workers)
+            self.cfg.set("preload_app", settings.preload_models())
             bind = (
                 settings.host
                 if settings.host.startswith("unix:")

@@ -59,7 +59,9 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
     assert all(text[e.start : e.end] == e.text for e in res.entities)
 
 
-def test_smoke_classification_training_with_the_linear_mix(tmp_path: Path) -> None:
+def test_smoke_classification_training_with_the_linear_mix_and_weight_averaging(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "reviews.csv"
     rows = [
         ("1", "房间干净，服务周到，下次还来"),
@@ -77,6 +79,8 @@ def test_smoke_classification_training_with_the_linear_mix(tmp_path: Path) -> No
         "--out",
         str(out),
         "--epochs",
+        "2",
+        "--swa-from",
         "1",
         "--hidden",
         "16",
@@ -89,7 +93,10 @@ def test_smoke_classification_training_with_the_linear_mix(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = load_model(out)
     assert (out / "ngrams.json").is_file()  # the linear part's n-gram index ships with the graph
-    assert "linear part" in (model.manifest.training.notes if model.manifest.training else "")
+    notes = model.manifest.training.notes if model.manifest.training else ""
+    assert "linear part" in notes
+    assert "linear_cv_accuracy" in notes  # C chosen by cross-validation on the training part
+    assert "weights averaged over epochs 1-2 of 2" in notes
     assert [lab.code for lab in model.labels] == ["negative", "positive"]
     results = model.predict(["房间干净，服务周到", "卫生很差"])
     assert all(

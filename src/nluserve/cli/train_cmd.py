@@ -42,6 +42,12 @@ def train(
             help="classification: mix in a separately fitted NB-weighted char 1-3-gram linear model"
         ),
     ] = False,
+    swa_from: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="average the weights from this epoch to the last instead of the best epoch"
+        ),
+    ] = None,
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
@@ -84,6 +90,7 @@ def train(
         augment=augment,
         wide=wide,
         linear=linear,
+        swa_from=swa_from,
         lr=lr,
         seed=seed,
         val_fraction=val_fraction,

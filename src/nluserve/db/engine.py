@@ -6,6 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
+from nluserve.db.sqlite_wal import enable_wal
+
 
 def make_engine(url: str) -> Engine:
     """An engine with the pragmas/pool settings each backend needs."""
@@ -14,8 +16,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
+            enable_wal(conn)  # readers never block the writer
             cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")

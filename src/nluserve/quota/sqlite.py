@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from nluserve.db.sqlite_wal import enable_wal
 from nluserve.quota.base import Decision, Policy, burst_retry_after, seconds_to_midnight, utc_day
 
 _SCHEMA = """
@@ -34,7 +35,7 @@ class SqliteQuotaStore:
             conn = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
                 raise ValueError("is a placeholder; set a real value (see docs/deploy.md)")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = value.get_secret_value().partition("://")[0].lower()
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
     def preload_models(self) -> bool:
         """Load models once before fork (shared CPU pages) unless they go to a GPU.
 

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -57,9 +57,10 @@ def wait_for_port(port: int, timeout: float = START_TIMEOUT_S) -> None:
 class RedisServer:
     """One redis-server process; ``stop()``/``start()`` keep its port and its data directory."""
 
-    def __init__(self, directory: Path, persist: bool = False) -> None:
+    def __init__(self, directory: Path, persist: bool = False, extra: Sequence[str] = ()) -> None:
         self.directory = directory
         self.persist = persist
+        self.extra = list(extra)  # more redis-server options, e.g. ["--requirepass", "..."]
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -86,6 +87,7 @@ class RedisServer:
             "always",
             "--logfile",
             str(self.directory / "redis.log"),
+            *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

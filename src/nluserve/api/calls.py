@@ -132,7 +132,8 @@ async def run_prediction(
             headers={"Retry-After": "1"},
         ) from exc
     request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, ticket.decision)
-    route = getattr(request.scope.get("route"), "path", request.url.path)
+    matched = request.scope.get("route")
+    route = matched.path if matched is not None else request.scope["path"]  # no URL object
     status = 500
     try:
         pred = await _queue(request, service, model, texts, labels, request_id)

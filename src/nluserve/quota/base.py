@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -65,7 +66,13 @@ class QuotaStore(Protocol):
 
 
 def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return _day_name(int(ts // DAY_S))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_name(day_number: int) -> str:
+    # Formatting a date costs more than the rest of a SQLite quota decision's Python.
+    return datetime.fromtimestamp(day_number * DAY_S, UTC).strftime("%Y-%m-%d")
 
 
 def seconds_to_midnight(ts: float) -> int:

@@ -1,16 +1,14 @@
-"""Redis quota store: exact across machines. The one module that imports redis.
+"""Redis quota store: exact across machines.
 
 The check and the count are one Lua script on one authority, using Redis's own clock (TIME)
-so machines with skewed clocks still share one bucket.
+so machines with skewed clocks still share one bucket. Calls go out on one pipelined
+connection per worker (quota/resp.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from nluserve.quota.base import (
     DAY_S,
@@ -21,6 +19,7 @@ from nluserve.quota.base import (
     seconds_to_midnight,
     utc_day,
 )
+from nluserve.quota.resp import PipelinedRedis, RespError
 
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -50,13 +49,9 @@ return 0
 
 class RedisQuotaStore:
     def __init__(self, url: str, fail_open: bool = False, prefix: str = "nluserve") -> None:
-        self.client = aioredis.from_url(
-            url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=5
-        )
+        self.client = PipelinedRedis(url, timeout_s=0.5)
         self.fail_open = fail_open
         self.prefix = prefix
-        self._acquire = self.client.register_script(_ACQUIRE)
-        self._release = self.client.register_script(_RELEASE)
 
     def _keys(self, tenant_id: str, day: str) -> list[str]:
         return [f"{self.prefix}:q:{tenant_id}:{day}", f"{self.prefix}:b:{tenant_id}"]
@@ -64,11 +59,12 @@ class RedisQuotaStore:
     async def _decide(self, tenant_id: str, policy: Policy, count: bool) -> Decision:
         day = utc_day(time.time())
         try:
-            allowed, violated, used, tokens_s, now_s = await self._acquire(
-                keys=self._keys(tenant_id, day),
-                args=[policy.quota_daily, policy.rate_per_s, policy.burst, 1 if count else 0],
+            allowed, violated, used, tokens_s, now_s = await self.client.eval(
+                _ACQUIRE,
+                self._keys(tenant_id, day),
+                [policy.quota_daily, policy.rate_per_s, policy.burst, 1 if count else 0],
             )
-        except (RedisError, OSError) as exc:
+        except (RespError, OSError) as exc:
             if self.fail_open:
                 return Decision(True, None, 0, float(policy.burst), day, degraded=True)
             raise QuotaUnavailable(f"quota store unreachable ({type(exc).__name__})") from exc
@@ -90,14 +86,14 @@ class RedisQuotaStore:
 
     async def release(self, tenant_id: str, day: str) -> None:
         # A lost give-back errs towards the tenant's limit, never past it.
-        with contextlib.suppress(RedisError, OSError):
-            await self._release(keys=self._keys(tenant_id, day)[:1])
+        with contextlib.suppress(RespError, OSError):
+            await self.client.eval(_RELEASE, self._keys(tenant_id, day)[:1], [])
 
     async def ping(self) -> None:
-        await self.client.ping()
+        await self.client.execute("PING")
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
 __all__ = ["DAY_S", "RedisQuotaStore"]

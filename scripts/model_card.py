@@ -20,7 +20,9 @@ def card(name: str) -> str:
         "",
         f"- task: {m.task}; architecture: {m.architecture}",
         f"- directory size: {size:.1f} MiB; window: {m.max_length} characters; nested: {m.nested}; "
-        f"span threshold: {m.threshold}",
+        + (
+            f"span threshold: {m.threshold}" if m.task == "ner" else f"temperature: {m.temperature}"
+        ),
     ]
     if m.training:
         t = m.training
@@ -36,6 +38,15 @@ def card(name: str) -> str:
         + ", ".join(f"{k} **{val.get(k)}**" for k in keys),
         "",
     ]
+    cal = val.get("calibration")
+    if isinstance(cal, dict):
+        lines += [
+            "Scores calibrated by temperature scaling on the validation split (train/temperature.py): "
+            f"T = {cal['temperature']}; NLL {cal['nll_before']} → {cal['nll_after']}; expected "
+            f"calibration error {cal['ece_before']} % → {cal['ece_after']} % "
+            f"({cal['ece_after_cross_fitted']} % cross-fitted: T from one half, ECE on the other).",
+            "",
+        ]
     per = val.get("per_label", {})
     if isinstance(per, dict):
         lines += [

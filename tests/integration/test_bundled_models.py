@@ -59,3 +59,19 @@ def test_sentiment_reads_obvious_reviews() -> None:
     )
     assert all(isinstance(r, ClassResult) for r in results)
     assert [r.label for r in results] == ["positive", "negative"]  # type: ignore[union-attr]
+
+
+def test_sentiment_scores_are_calibrated_not_saturated() -> None:
+    """The shipped temperature turns 0.9999-for-everything into scores that differ by review."""
+    model = load_model("sentiment")
+    assert model.manifest.temperature > 1.0
+    reviews = ["房间干净整洁，服务热情周到，下次还会入住。", "房间还行，就是隔音不太好。"]
+    calibrated = model.predict(reviews)
+    model.manifest = model.manifest.model_copy(update={"temperature": 1.0})
+    raw = model.predict(reviews)
+    for c, r in zip(calibrated, raw, strict=True):
+        assert isinstance(c, ClassResult) and isinstance(r, ClassResult)
+        assert c.label == r.label  # one window: scaling never changes the prediction
+        assert c.score < r.score
+    assert 0.5 < calibrated[1].score < 0.98  # a mixed review: less sure
+    assert calibrated[1].score < calibrated[0].score

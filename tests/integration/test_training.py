@@ -98,6 +98,10 @@ def test_smoke_classification_training_with_the_linear_mix_and_weight_averaging(
     assert "linear_cv_accuracy" in notes  # C chosen by cross-validation on the training part
     assert "weights averaged over epochs 1-2 of 2" in notes
     assert [lab.code for lab in model.labels] == ["negative", "positive"]
+    calibration = model.manifest.metrics["validation"]["calibration"]
+    assert isinstance(calibration, dict)
+    assert model.manifest.temperature == calibration["temperature"]  # what was fitted is served
+    assert calibration["nll_after"] <= calibration["nll_before"]
     results = model.predict(["房间干净，服务周到", "卫生很差"])
     assert all(
         isinstance(r, ClassResult) and abs(sum(r.scores.values()) - 1) < 1e-3 for r in results

@@ -55,6 +55,12 @@ class Manifest(BaseModel):
     threshold: float = Field(
         0.0, description="span logit above which an entity is kept (calibrated on validation)"
     )
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="classification: logits are divided by it before the softmax "
+        "(calibrated on validation: scores change; predictions only where windows are averaged)",
+    )
     graph: str = "model.onnx"
     training: TrainingInfo | None = None
     metrics: dict[str, dict[str, object]] = Field(default_factory=dict)

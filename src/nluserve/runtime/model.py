@@ -206,9 +206,11 @@ class Model:
         n_labels = len(self.labels)
         sums = np.zeros((len(texts), n_labels))
         weights = np.zeros(len(texts))
+        temperature = self.manifest.temperature
         for piece, output in zip(pieces, outputs, strict=True):
             weight = max(1, piece.window.end - piece.window.start)
-            sums[piece.text_index] += weight * softmax(output.logits.astype(np.float64))
+            logits = output.logits.astype(np.float64) / temperature
+            sums[piece.text_index] += weight * softmax(logits)
             weights[piece.text_index] += weight
         results: list[Result] = []
         for row in range(len(texts)):

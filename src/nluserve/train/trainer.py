@@ -22,9 +22,10 @@ from nluserve.models.manifest import Manifest
 from nluserve.runtime import windows
 from nluserve.runtime.features import encode_batch
 from nluserve.runtime.lexicon import Lexicon
-from nluserve.runtime.model import Model
+from nluserve.runtime.model import Backend, Model
 from nluserve.runtime.ngrams import FILE as NGRAMS_FILE
 from nluserve.runtime.ngrams import NgramIndex
+from nluserve.runtime.results import ClassResult
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Net, NetConfig, span_loss
@@ -71,6 +72,16 @@ class TorchBackend:
         with torch.no_grad():
             out = self.net(*(torch.from_numpy(feeds[k]) for k in names if k in feeds))
         return out.numpy()
+
+
+def examples_for(task: str, path: Path) -> tuple[str, list[Example]]:
+    """A corpus file's examples as training sees them (sentiment labels named, no empty texts)."""
+    fmt, examples = read_examples(path)
+    if task == "classification":
+        for ex in examples:
+            ex.label = SENTIMENT_CODES.get(ex.label or "", ex.label)
+        examples = [e for e in examples if e.text.strip()]
+    return fmt, examples
 
 
 def split(
@@ -149,11 +160,7 @@ def train(cfg: TrainConfig) -> Manifest:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    fmt, examples = read_examples(cfg.data)
-    if cfg.task == "classification":
-        for ex in examples:
-            ex.label = SENTIMENT_CODES.get(ex.label or "", ex.label)
-        examples = [e for e in examples if e.text.strip()]
+    fmt, examples = examples_for(cfg.task, cfg.data)
     if cfg.limit:
         examples = examples[: cfg.limit]
     train_ex, val_ex = split(examples, cfg.val_fraction, cfg.seed)
@@ -279,7 +286,13 @@ def train(cfg: TrainConfig) -> Manifest:
     if cfg.task == "ner" and cfg.calibrate:
         manifest = _calibrate(manifest, net, encoder, val_ex)
         evaluator = Model(manifest, TorchBackend(net), encoder)
+    calibration: dict[str, float] = {}
+    if cfg.task == "classification" and cfg.calibrate:
+        manifest, calibration = _calibrate_temperature(manifest, net, encoder, val_ex)
+        evaluator = Model(manifest, TorchBackend(net), encoder)
     final = evaluate(evaluator, val_ex)
+    if calibration:
+        final["calibration"] = calibration
     from nluserve.models.manifest import TrainingInfo
     from nluserve.models.store import sha256_file
 
@@ -315,10 +328,10 @@ def _epoch_note(cfg: TrainConfig, best_epoch: int, n_epochs: int) -> str:
     return f"best epoch {best_epoch} of {n_epochs}"
 
 
-class _CachingBackend:
-    """Runs each distinct batch once: threshold calibration re-decodes the same outputs."""
+class CachingBackend:
+    """Runs each distinct batch once: calibration re-decodes the same outputs many times."""
 
-    def __init__(self, inner: TorchBackend) -> None:
+    def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.cache: dict[bytes, np.ndarray] = {}
 
@@ -331,7 +344,7 @@ class _CachingBackend:
 
 def _calibrate(manifest: Manifest, net: Net, encoder, val_ex: list[Example]) -> Manifest:  # type: ignore[no-untyped-def]
     """Choose the span threshold with the best validation F1 (model selection, like the epoch)."""
-    backend = _CachingBackend(TorchBackend(net))
+    backend = CachingBackend(TorchBackend(net))
     best_t, best_f = 0.0, -1.0
     for t in (0.0, -0.25, -0.5, -0.75, -1.0, -1.5, -2.0, 0.25, 0.5, 1.0):
         f1 = float(
@@ -343,6 +356,24 @@ def _calibrate(manifest: Manifest, net: Net, encoder, val_ex: list[Example]) -> 
         if f1 > best_f + 1e-9:
             best_t, best_f = t, f1
     return manifest.model_copy(update={"threshold": best_t})
+
+
+def _calibrate_temperature(  # type: ignore[no-untyped-def]
+    manifest: Manifest, net: Net, encoder, val_ex: list[Example]
+) -> tuple[Manifest, dict[str, float]]:
+    """Choose the logit temperature with the best validation NLL (train/temperature.py)."""
+    from nluserve.train import temperature
+
+    backend = CachingBackend(TorchBackend(net))
+    texts = [e.text for e in val_ex]
+
+    def predict(t: float) -> list[ClassResult]:
+        model = Model(manifest.model_copy(update={"temperature": t}), backend, encoder)
+        return [r for r in model.predict(texts) if isinstance(r, ClassResult)]
+
+    found = temperature.fit(predict, val_ex)
+    tqdm.write(f"temperature: {found}", file=sys.stderr)
+    return manifest.model_copy(update={"temperature": found["temperature"]}), found
 
 
 def evaluate(model: Model, examples: Sequence[Example]) -> dict[str, object]:

@@ -194,34 +194,34 @@ def _owned_tmpdir(prefix: str) -> Path:
     return path
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh Redis (no persistence: a restart starts from empty counters)."""
+@contextlib.contextmanager
+def running_redis(
+    directory: Path, persist: bool = False, extra: Sequence[str] = ()
+) -> Iterator[RedisServer]:
+    """A redis-server in ``directory`` (created) for the ``with`` block."""
     if not REDIS_BIN.exists():
         missing(f"redis-server ({REDIS_BIN})")
-    directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(directory)
+    server = RedisServer(directory, persist=persist, extra=extra)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh Redis (no persistence: a restart starts from empty counters)."""
+    with running_redis(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture
 def persistent_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh Redis with an fsync-always append-only file: a restart keeps every counter."""
-    if not REDIS_BIN.exists():
-        missing(f"redis-server ({REDIS_BIN})")
-    directory = tmp_path / "redis-aof"
-    directory.mkdir()
-    server = RedisServer(directory, persist=True)
-    server.start()
-    try:
+    with running_redis(tmp_path / "redis-aof", persist=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 import uvloop
 
 from nluserve.quota.resp import PipelinedRedis, RespError, pack
-from tests.support.services import REDIS_BIN, RedisServer, missing
+from tests.support.services import RedisServer, running_redis
 
 
 def on_uvloop(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -105,18 +105,11 @@ async def test_a_restart_fails_waiting_calls_and_later_calls_reconnect(
 @pytest.fixture
 def guarded_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis with a password, a user with its own password and a unix socket."""
-    if not REDIS_BIN.exists():
-        missing(f"redis-server ({REDIS_BIN})")
     directory = tmp_path / "redis-guarded"
-    directory.mkdir()
     extra = ["--requirepass", "p@ss word", "--unixsocket", str(directory / "redis.sock")]
     extra += ["--unixsocketperm", "700", "--user", "quota", "on", ">q-secret", "~*", "+@all"]
-    server = RedisServer(directory, extra=extra)
-    server.start()
-    try:
+    with running_redis(directory, extra=extra) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

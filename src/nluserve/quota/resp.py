@@ -16,7 +16,6 @@ order of replies on that connection can no longer be trusted, which is why it is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ssl
 from collections import deque
@@ -92,6 +91,11 @@ class PipelinedRedis:
     def __init__(self, url: str, timeout_s: float = 0.5) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        # Parsed now, so a malformed URL fails at start-up, not on the first call.
+        self._parts = urlsplit(url)
+        if self._parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"unsupported Redis URL scheme {self._parts.scheme!r}")
+        self._db = _db(self._parts.path if self._parts.scheme != "unix" else "", self._parts.query)
         self._conn: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._shas: dict[str, str] = {}
@@ -114,10 +118,8 @@ class PipelinedRedis:
     async def eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """``EVALSHA``, falling back to ``EVAL`` (which caches the script) after a restart."""
         sha = self._shas.get(script)
-        if sha is None:
-            sha = self._shas[script] = hashlib.sha1(
-                script.encode()
-            ).hexdigest()  # Redis names scripts by SHA-1
+        if sha is None:  # Redis names scripts by their SHA-1
+            sha = self._shas[script] = hashlib.sha1(script.encode()).hexdigest()
         try:
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
         except RespError as exc:
@@ -151,30 +153,27 @@ class PipelinedRedis:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        parts = urlsplit(self.url)
+        parts = self._parts
         conn: _Protocol
         if parts.scheme == "unix":
             _, conn = await loop.create_unix_connection(_Protocol, unquote(parts.path))
-        elif parts.scheme in ("redis", "rediss"):
+        else:
             tls = ssl.create_default_context() if parts.scheme == "rediss" else None
             _, conn = await loop.create_connection(
                 _Protocol, parts.hostname or "localhost", parts.port or 6379, ssl=tls
             )
-        else:
-            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
         return conn
 
     async def _handshake(self, conn: _Protocol) -> None:
         """AUTH and SELECT before any caller's command goes out on this connection."""
-        parts = urlsplit(self.url)
+        parts = self._parts
         commands: list[tuple[str, ...]] = []
         if parts.password is not None:
             user = unquote(parts.username) if parts.username else None
             password = unquote(parts.password)
             commands.append(("AUTH", user, password) if user else ("AUTH", password))
-        db = _db(parts.path if parts.scheme != "unix" else "", parts.query)
-        if db:
-            commands.append(("SELECT", str(db)))
+        if self._db:
+            commands.append(("SELECT", str(self._db)))
         for command in commands:
             reply = await asyncio.wait_for(conn.send(pack(*command)), self.timeout_s)
             if isinstance(reply, RespError):
@@ -182,10 +181,15 @@ class PipelinedRedis:
 
 
 def _db(path: str, query: str) -> int:
+    """The database number from ``?db=N`` or the path (``redis://host/N``); 0 if neither."""
     for item in query.split("&"):
         name, _, value = item.partition("=")
         if name == "db" and value:
-            return int(value)
-    with contextlib.suppress(ValueError):
-        return int(path.strip("/") or 0)
-    return 0
+            return _number(value)
+    return _number(path.strip("/") or "0")
+
+
+def _number(value: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"the Redis database must be a number, not {value!r}")
+    return int(value)

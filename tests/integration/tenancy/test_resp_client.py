@@ -30,6 +30,15 @@ def test_pack_is_a_resp_array_of_bulk_strings() -> None:
     assert pack("ECHO", "张三") == b"*2\r\n$4\r\nECHO\r\n$6\r\n\xe5\xbc\xa0\xe4\xb8\x89\r\n"
 
 
+def test_a_malformed_url_fails_when_the_client_is_made() -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        PipelinedRedis("http://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match="database must be a number"):
+        PipelinedRedis("redis://127.0.0.1:6379/zero")
+    with pytest.raises(ValueError, match="database must be a number"):
+        PipelinedRedis("unix:///tmp/redis.sock?db=x")
+
+
 @on_uvloop
 async def test_concurrent_callers_each_get_their_own_reply(redis_server: RedisServer) -> None:
     client = PipelinedRedis(redis_server.url)

@@ -102,11 +102,12 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+    def _redis_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        """The quota client's own parser: a bad URL is refused before any worker starts."""
         if value is not None:
-            scheme = value.get_secret_value().partition("://")[0].lower()
-            if scheme not in ("redis", "rediss", "unix"):
-                raise ValueError("must start with redis://, rediss:// or unix://")
+            from nluserve.quota.resp import parse_url
+
+            parse_url(value.get_secret_value())
         return value
 
     def preload_models(self) -> bool:

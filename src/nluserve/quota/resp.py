@@ -20,7 +20,7 @@ import hashlib
 import ssl
 from collections import deque
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import hiredis
 
@@ -91,11 +91,7 @@ class PipelinedRedis:
     def __init__(self, url: str, timeout_s: float = 0.5) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        # Parsed now, so a malformed URL fails at start-up, not on the first call.
-        self._parts = urlsplit(url)
-        if self._parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"unsupported Redis URL scheme {self._parts.scheme!r}")
-        self._db = _db(self._parts.path if self._parts.scheme != "unix" else "", self._parts.query)
+        self._parts, self._db = parse_url(url)  # now: a malformed URL fails at start-up
         self._conn: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._shas: dict[str, str] = {}
@@ -178,6 +174,14 @@ class PipelinedRedis:
             reply = await asyncio.wait_for(conn.send(pack(*command)), self.timeout_s)
             if isinstance(reply, RespError):
                 raise ConnectionError(f"redis {command[0]} failed: {reply}")
+
+
+def parse_url(url: str) -> tuple[SplitResult, int]:
+    """The URL's parts and its database number. Errors never quote the URL: it may hold a password."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return parts, _db(parts.path if parts.scheme != "unix" else "", parts.query)
 
 
 def _db(path: str, query: str) -> int:

@@ -48,6 +48,21 @@ def train(
             min=1, help="average the weights from this epoch to the last instead of the best epoch"
         ),
     ] = None,
+    members: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="classification: train this many networks (seeds seed, seed+1, ...) and "
+            "average their logits in one graph",
+        ),
+    ] = 1,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            help="store large weights as float16 (embedding tables as int8 rows) in the graph "
+            "file; ONNX Runtime widens them to float32 when it loads the model",
+        ),
+    ] = False,
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
@@ -71,6 +86,8 @@ def train(
         from nluserve.train.trainer import train as run_training
     except ImportError as exc:
         fail(f"training needs the train extra (uv sync --extra train): {exc}")
+    if members > 1 and task is Task.ner:
+        fail("--members applies to classification models only")
     lex_path = None
     if lexicon:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +108,8 @@ def train(
         wide=wide,
         linear=linear,
         swa_from=swa_from,
+        members=members,
+        compact=compact,
         lr=lr,
         seed=seed,
         val_fraction=val_fraction,

@@ -12,12 +12,12 @@ from nluserve.models.manifest import Manifest
 from nluserve.models.store import write_manifest
 from nluserve.runtime.lexicon import N_FEATURES, Lexicon
 from nluserve.runtime.tokenizer import Vocab
-from nluserve.train.net import Net
+from nluserve.train.net import TrainedNet
 
 INPUTS = ["chars", "bigrams", "lexicon", "lengths"]
 
 
-def export_onnx(net: Net, path: Path) -> None:
+def export_onnx(net: TrainedNet, path: Path) -> None:
     """Trace the network with dynamic batch and length axes."""
     net.eval()
     b, length = 2, 7
@@ -61,12 +61,13 @@ def export_onnx(net: Net, path: Path) -> None:
 
 
 def export_model_dir(
-    net: Net,
+    net: TrainedNet,
     manifest: Manifest,
     vocab: Vocab,
     lexicon: Lexicon,
     out: Path,
     extra: dict[str, str] | None = None,
+    compact: bool = False,
 ) -> Manifest:
     """Write graph, vocabulary, lexicon, extras and a checksummed manifest into ``out``."""
     tmp = out.with_name(out.name + ".partial")
@@ -74,6 +75,10 @@ def export_model_dir(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     export_onnx(net, tmp / manifest.graph)
+    if compact:
+        from nluserve.train.compact import compact as compact_graph
+
+        compact_graph(tmp / manifest.graph)
     vocab.save(tmp / "vocab.json")
     if lexicon.words:
         lexicon.save(tmp / "lexicon.txt")

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from nluserve.data.readers import Example
 from nluserve.runtime.ngrams import NgramIndex
-from nluserve.train.net import Net
+from nluserve.train.net import TrainedNet
 
 
 def features(texts: list[str], ngrams: NgramIndex) -> csr_matrix:
@@ -49,7 +49,7 @@ def nb_ratio(x: csr_matrix, y: np.ndarray, positive: int, alpha: float = 1.0) ->
 
 
 def attach(
-    net: Net,
+    net: TrainedNet,
     ngrams: NgramIndex,
     train: list[Example],
     val: list[Example],
@@ -126,7 +126,7 @@ def _fit(
     return weights, bias
 
 
-def _load(net: Net, weights: np.ndarray, bias: np.ndarray, alpha: float) -> None:
+def _load(net: TrainedNet, weights: np.ndarray, bias: np.ndarray, alpha: float) -> None:
     with torch.no_grad():
         net.lin_ngram.weight.copy_(torch.from_numpy(alpha * weights).float())
         net.lin_bias.copy_(torch.from_numpy(alpha * bias).float())

@@ -179,6 +179,41 @@ class Net(nn.Module):
         return out
 
 
+class Ensemble(nn.Module):
+    """Classifiers trained from different seeds, their logits averaged, plus one linear part.
+
+    On a few thousand reviews each recurrent net lands 1-2 points apart from the next depending
+    on its seed; averaging them removes that variance. The graph has the same inputs and output
+    as one Net, so the runtime serves it unchanged.
+    """
+
+    def __init__(self, cfg: NetConfig, members: list[Net]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.members = nn.ModuleList(members)
+        self.lin_ngram = nn.Embedding(max(cfg.n_ngrams, 1), cfg.n_labels, padding_idx=0)
+        self.lin_bias = nn.Parameter(torch.zeros(cfg.n_labels), requires_grad=False)
+        nn.init.zeros_(self.lin_ngram.weight)
+        self.lin_ngram.weight.requires_grad_(False)
+
+    def forward(
+        self,
+        chars: torch.Tensor,
+        bigrams: torch.Tensor,
+        lexicon: torch.Tensor,
+        lengths: torch.Tensor,
+        ngrams: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        out = torch.stack([m(chars, bigrams, lexicon, lengths) for m in self.members]).mean(0)
+        if self.cfg.linear and ngrams is not None:
+            out = out + self.lin_ngram(ngrams).sum(dim=1) + self.lin_bias
+        return out
+
+
+# What training exports: one network or an ensemble of them, with the same graph signature.
+TrainedNet = Net | Ensemble
+
+
 def span_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Multi-label categorical cross-entropy (Su, 2020) over each label's span matrix."""
     b, c = logits.shape[:2]

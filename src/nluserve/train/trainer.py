@@ -8,7 +8,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from nluserve.runtime.ngrams import NgramIndex
 from nluserve.runtime.results import ClassResult
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
-from nluserve.train.net import Net, NetConfig, span_loss
+from nluserve.train.net import Ensemble, Net, NetConfig, TrainedNet, span_loss
 
 
 @dataclass
@@ -53,6 +53,8 @@ class TrainConfig:
     wide: bool = False
     linear: bool = False
     swa_from: int | None = None  # average the weights of this epoch and every later one
+    members: int = 1  # classification: networks (seeds seed, seed+1, ...) whose logits are averaged
+    compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
     calibrate: bool = True
     lexicon: Path | None = None
@@ -64,7 +66,7 @@ class TrainConfig:
 class TorchBackend:
     """Runs the network in eval mode so validation uses the runtime's exact decode path."""
 
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: TrainedNet) -> None:
         self.net = net
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -155,6 +157,8 @@ def train(cfg: TrainConfig) -> Manifest:
     """Train, keep the best epoch on validation, export the model directory, return its manifest."""
     from nluserve.train.export import export_model_dir
 
+    if cfg.members > 1 and cfg.task != "classification":
+        raise ValueError("--members applies to classification models only")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -194,10 +198,6 @@ def train(cfg: TrainConfig) -> Manifest:
         linear=cfg.linear,
         n_ngrams=len(ngrams) if ngrams else 0,
     )
-    net = Net(net_cfg)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    # Halve the step size whenever validation stalls: late epochs refine instead of overfitting.
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1)
     manifest = Manifest(
         name=cfg.name,
         version=cfg.version,
@@ -210,70 +210,43 @@ def train(cfg: TrainConfig) -> Manifest:
         + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"),
     )
     encoder = _encoder(vocab, lexicon, ngrams)
-    evaluator = Model(manifest, TorchBackend(net), encoder)
     feats = [
         encode_batch([e.text], vocab, lexicon)
         for e in tqdm(train_items, desc="features", file=sys.stderr)
     ]
     lengths = [len(e.text) for e in train_items]
-    rng = random.Random(cfg.seed)
-    best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
-    # Weight averaging (SWA, Izmailov et al. 2018): on a few thousand reviews validation accuracy
-    # swings by two points from one epoch to the next, so picking the best epoch picks noise.
-    averaged = AveragedModel(net) if cfg.swa_from else None
-    started = time.monotonic()
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        net.train()
-        batches = _batches(len(train_items), lengths, cfg.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch}", file=sys.stderr, mininterval=2.0)
-        running = 0.0
-        for step, batch in enumerate(bar, 1):
-            inputs = _collate([feats[k] for k in batch])
-            out = net(*inputs)
-            if cfg.task == "ner":
-                target = _span_target([train_items[k] for k in batch], index, out.shape)
-                loss = span_loss(out, target)
-            else:
-                target_cls = torch.tensor([index[train_items[k].label or ""] for k in batch])
-                loss = torch.nn.functional.cross_entropy(out, target_cls)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-            bar.set_postfix(loss=f"{running:.4f}", best=f"{best_score:.2f}")
-        net.eval()
-        metrics = evaluate(evaluator, val_ex)
-        score = metrics["f1" if cfg.task == "ner" else "accuracy"]
-        elapsed = (time.monotonic() - started) / 60
-        history.append(
-            {"epoch": epoch, "loss": round(running, 4), "val": score, "minutes": round(elapsed, 1)}
+    trained = []
+    for member in range(cfg.members):
+        seed = cfg.seed + member
+        torch.manual_seed(seed)
+        member_cfg = replace(net_cfg, linear=False) if cfg.members > 1 else net_cfg
+        member_net = Net(member_cfg)
+        trained.append(
+            _fit_net(
+                cfg,
+                member_net,
+                Model(manifest, TorchBackend(member_net), encoder),
+                _Data(train_items, feats, lengths, val_ex, index),
+                seed,
+                label=f"member {member + 1}/{cfg.members}: " if cfg.members > 1 else "",
+            )
         )
-        tqdm.write(
-            f"epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)",
-            file=sys.stderr,
+    net: TrainedNet = trained[0][0]
+    history = [h for t in trained for h in t[1]]
+    best_epoch = trained[-1][2]
+    ensemble_note = ""
+    if cfg.members > 1:
+        # Each member's own validation score and the average's, before the linear part: the
+        # evidence for (or against) shipping several networks instead of one.
+        alone = [_score(cfg, Model(manifest, TorchBackend(t[0]), encoder), val_ex) for t in trained]
+        net = Ensemble(net_cfg, [t[0] for t in trained])
+        averaged = _score(cfg, Model(manifest, TorchBackend(net), encoder), val_ex)
+        ensemble_note = (
+            f"{cfg.members} networks (seeds {cfg.seed}-{cfg.seed + cfg.members - 1}), logits "
+            f"averaged; validation alone {alone}, averaged {averaged:.2f}, before the linear part; "
         )
-        if averaged is not None and cfg.swa_from and epoch >= cfg.swa_from:
-            # A constant step size while averaging, as SWA does; no early stop on validation.
-            averaged.update_parameters(net)
-            best_epoch = epoch
-            if elapsed >= cfg.max_minutes:
-                break
-            continue
-        sched.step(score)
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            stale += 1
-        if stale >= cfg.patience or elapsed >= cfg.max_minutes:
-            break
-    if averaged is not None and averaged.n_averaged.item() > 0:
-        net.load_state_dict(averaged.module.state_dict())
-    else:
-        assert best_state is not None
-        net.load_state_dict(best_state)
+        tqdm.write(ensemble_note, file=sys.stderr)
+    evaluator = Model(manifest, TorchBackend(net), encoder)
     net.eval()
     linear_info: dict[str, float] = {}
     if ngrams is not None:
@@ -305,8 +278,9 @@ def train(cfg: TrainConfig) -> Manifest:
                 n_validation=len(val_ex),
                 seed=cfg.seed,
                 command=cfg.command,
-                notes=(f"linear part {linear_info}; " if linear_info else "")
-                + _epoch_note(cfg, best_epoch, len(history))
+                notes=ensemble_note
+                + (f"linear part {linear_info}; " if linear_info else "")
+                + _epoch_note(cfg, best_epoch, len(trained[-1][1]))
                 + "; validation = seeded "
                 f"{cfg.val_fraction:.0%} of the training file, never trained on",
             ),
@@ -319,7 +293,85 @@ def train(cfg: TrainConfig) -> Manifest:
     }
     if ngrams is not None:
         extra[NGRAMS_FILE] = json.dumps(list(ngrams.ids), ensure_ascii=False)
-    return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra)
+    return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra, compact=cfg.compact)
+
+
+@dataclass
+class _Data:
+    items: list[Example]
+    feats: list[dict[str, np.ndarray]]
+    lengths: list[int]
+    val: list[Example]
+    index: dict[str, int]
+
+
+def _fit_net(
+    cfg: TrainConfig, net: TrainedNet, evaluator: Model, data: _Data, seed: int, label: str = ""
+) -> tuple[Net, list[dict[str, float]], int]:
+    """One network's epochs: (the averaged or best weights loaded, history, last/best epoch)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    # Halve the step size whenever validation stalls: late epochs refine instead of overfitting.
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1)
+    rng = random.Random(seed)
+    best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
+    # Weight averaging (SWA, Izmailov et al. 2018): on a few thousand reviews validation accuracy
+    # swings by two points from one epoch to the next, so picking the best epoch picks noise.
+    averaged = AveragedModel(net) if cfg.swa_from else None
+    started = time.monotonic()
+    history: list[dict[str, float]] = []
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        batches = _batches(len(data.items), data.lengths, cfg.batch_size, rng)
+        bar = tqdm(batches, desc=f"{label}epoch {epoch}", file=sys.stderr, mininterval=2.0)
+        running = 0.0
+        for step, batch in enumerate(bar, 1):
+            inputs = _collate([data.feats[k] for k in batch])
+            out = net(*inputs)
+            if cfg.task == "ner":
+                target = _span_target([data.items[k] for k in batch], data.index, out.shape)
+                loss = span_loss(out, target)
+            else:
+                target_cls = torch.tensor([data.index[data.items[k].label or ""] for k in batch])
+                loss = torch.nn.functional.cross_entropy(out, target_cls)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            bar.set_postfix(loss=f"{running:.4f}", best=f"{best_score:.2f}")
+        net.eval()
+        score = _score(cfg, evaluator, data.val)
+        elapsed = (time.monotonic() - started) / 60
+        history.append(
+            {"epoch": epoch, "loss": round(running, 4), "val": score, "minutes": round(elapsed, 1)}
+            | ({"seed": seed} if cfg.members > 1 else {})
+        )
+        tqdm.write(
+            f"{label}epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)",
+            file=sys.stderr,
+        )
+        if averaged is not None and cfg.swa_from and epoch >= cfg.swa_from:
+            # A constant step size while averaging, as SWA does; no early stop on validation.
+            averaged.update_parameters(net)
+            best_epoch = epoch
+            if elapsed >= cfg.max_minutes / cfg.members:
+                break
+            continue
+        sched.step(score)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+        if stale >= cfg.patience or elapsed >= cfg.max_minutes / cfg.members:
+            break
+    if averaged is not None and averaged.n_averaged.item() > 0:
+        net.load_state_dict(averaged.module.state_dict())
+    else:
+        assert best_state is not None
+        net.load_state_dict(best_state)
+    net.eval()
+    return net, history, best_epoch
 
 
 def _epoch_note(cfg: TrainConfig, best_epoch: int, n_epochs: int) -> str:
@@ -342,7 +394,7 @@ class CachingBackend:
         return self.cache[key]
 
 
-def _calibrate(manifest: Manifest, net: Net, encoder, val_ex: list[Example]) -> Manifest:  # type: ignore[no-untyped-def]
+def _calibrate(manifest: Manifest, net: TrainedNet, encoder, val_ex: list[Example]) -> Manifest:  # type: ignore[no-untyped-def]
     """Choose the span threshold with the best validation F1 (model selection, like the epoch)."""
     backend = CachingBackend(TorchBackend(net))
     best_t, best_f = 0.0, -1.0
@@ -359,7 +411,7 @@ def _calibrate(manifest: Manifest, net: Net, encoder, val_ex: list[Example]) -> 
 
 
 def _calibrate_temperature(  # type: ignore[no-untyped-def]
-    manifest: Manifest, net: Net, encoder, val_ex: list[Example]
+    manifest: Manifest, net: TrainedNet, encoder, val_ex: list[Example]
 ) -> tuple[Manifest, dict[str, float]]:
     """Choose the logit temperature with the best validation NLL (train/temperature.py)."""
     from nluserve.train import temperature
@@ -374,6 +426,10 @@ def _calibrate_temperature(  # type: ignore[no-untyped-def]
     found = temperature.fit(predict, val_ex)
     tqdm.write(f"temperature: {found}", file=sys.stderr)
     return manifest.model_copy(update={"temperature": found["temperature"]}), found
+
+
+def _score(cfg: TrainConfig, model: Model, examples: Sequence[Example]) -> float:
+    return float(evaluate(model, examples)["f1" if cfg.task == "ner" else "accuracy"])  # type: ignore[arg-type]
 
 
 def evaluate(model: Model, examples: Sequence[Example]) -> dict[str, object]:

@@ -52,7 +52,7 @@ def train(
         int,
         typer.Option(
             min=1,
-            help="classification: train this many networks (seeds seed, seed+1, ...) and "
+            help="train this many networks (seeds seed, seed+1, ...) and "
             "average their logits in one graph",
         ),
     ] = 1,
@@ -86,8 +86,6 @@ def train(
         from nluserve.train.trainer import train as run_training
     except ImportError as exc:
         fail(f"training needs the train extra (uv sync --extra train): {exc}")
-    if members > 1 and task is Task.ner:
-        fail("--members applies to classification models only")
     lex_path = None
     if lexicon:
         out.parent.mkdir(parents=True, exist_ok=True)

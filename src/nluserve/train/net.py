@@ -180,10 +180,11 @@ class Net(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Classifiers trained from different seeds, their logits averaged, plus one linear part.
+    """Networks trained from different seeds, their logits averaged (plus, for a classifier,
+    one linear part).
 
-    On a few thousand reviews each recurrent net lands 1-2 points apart from the next depending
-    on its seed; averaging them removes that variance. The graph has the same inputs and output
+    On a few thousand sentences each recurrent net lands 1-2 points apart from the next
+    depending on its seed; averaging them removes part of that variance. The graph has the same inputs and output
     as one Net, so the runtime serves it unchanged.
     """
 

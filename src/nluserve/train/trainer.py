@@ -53,7 +53,7 @@ class TrainConfig:
     wide: bool = False
     linear: bool = False
     swa_from: int | None = None  # average the weights of this epoch and every later one
-    members: int = 1  # classification: networks (seeds seed, seed+1, ...) whose logits are averaged
+    members: int = 1  # networks (seeds seed, seed+1, ...) whose logits are averaged in one graph
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
     calibrate: bool = True
@@ -157,8 +157,6 @@ def train(cfg: TrainConfig) -> Manifest:
     """Train, keep the best epoch on validation, export the model directory, return its manifest."""
     from nluserve.train.export import export_model_dir
 
-    if cfg.members > 1 and cfg.task != "classification":
-        raise ValueError("--members applies to classification models only")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -243,7 +241,8 @@ def train(cfg: TrainConfig) -> Manifest:
         averaged = _score(cfg, Model(manifest, TorchBackend(net), encoder), val_ex)
         ensemble_note = (
             f"{cfg.members} networks (seeds {cfg.seed}-{cfg.seed + cfg.members - 1}), logits "
-            f"averaged; validation alone {alone}, averaged {averaged:.2f}, before the linear part; "
+            f"averaged; validation alone {alone}, averaged {averaged:.2f}"
+            + (" before the linear part; " if cfg.linear else "; ")
         )
         tqdm.write(ensemble_note, file=sys.stderr)
     evaluator = Model(manifest, TorchBackend(net), encoder)

@@ -4,11 +4,14 @@ the exported ONNX graph computes what the PyTorch network computes."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -16,8 +19,9 @@ from nluserve import load_model
 from nluserve.models import store
 from nluserve.runtime.lexicon import N_FEATURES
 from nluserve.runtime.results import ClassResult, NerResult
+from nluserve.train.compact import compact
 from nluserve.train.export import export_onnx
-from nluserve.train.net import Net, NetConfig
+from nluserve.train.net import Ensemble, Net, NetConfig
 from tests.conftest import write_cluener
 
 
@@ -151,3 +155,134 @@ def test_onnx_runtime_agrees_with_pytorch(task: str, tmp_path: Path) -> None:
     got = OnnxBackend(path, threads=1).run(feeds)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4
+
+
+def _feeds(n_chars: int, n_bigrams: int, linear: bool) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    lengths = np.array([9, 4, 1], dtype=np.int64)
+    chars = rng.integers(1, n_chars, (3, 9)).astype(np.int64)
+    bigrams = rng.integers(1, n_bigrams, (3, 9)).astype(np.int64)
+    lex = rng.integers(0, 2, (3, 9, N_FEATURES)).astype(np.float32)
+    for row, n in enumerate(lengths):
+        chars[row, n:] = 0
+        bigrams[row, n:] = 0
+        lex[row, n:] = 0
+    feeds = {"chars": chars, "bigrams": bigrams, "lexicon": lex, "lengths": lengths}
+    if linear:
+        feeds["ngrams"] = np.array([[3, 7, 39], [5, 0, 0], [0, 0, 0]], dtype=np.int64)
+    return feeds
+
+
+def _small_cfg(task: str, linear: bool) -> NetConfig:
+    return NetConfig(
+        n_chars=50,
+        n_bigrams=80,
+        n_labels=3,
+        task=task,
+        char_dim=16,
+        bigram_dim=16,
+        lex_dim=4,
+        hidden=16,
+        head_dim=8,
+        wide=linear,
+        linear=linear,
+        n_ngrams=40,
+    )
+
+
+@pytest.mark.parametrize("task", ["ner", "classification"])
+def test_an_ensemble_graph_computes_the_mean_of_its_members(task: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    linear = task == "classification"
+    cfg = _small_cfg(task, linear)
+    members = [Net(replace(cfg, linear=False)).eval() for _ in range(3)]
+    ensemble = Ensemble(cfg, members).eval()
+    if linear:
+        with torch.no_grad():
+            ensemble.lin_ngram.weight[1:].normal_()
+            ensemble.lin_bias.normal_()
+    feeds = _feeds(50, 80, linear)
+    tensors = [torch.from_numpy(a) for a in feeds.values()]
+    with torch.no_grad():
+        expected = torch.stack([m(*tensors[:4]) for m in members]).mean(0)
+        if linear:
+            expected = expected + ensemble.lin_ngram(tensors[4]).sum(1) + ensemble.lin_bias
+        assert torch.allclose(ensemble(*tensors), expected, atol=1e-6)
+        assert not torch.allclose(members[0](*tensors[:4]), expected, atol=1e-3)  # seeds differ
+    path = tmp_path / "model.onnx"
+    export_onnx(ensemble, path)
+    from nluserve.runtime.session import OnnxBackend
+
+    got = OnnxBackend(path, threads=1).run(feeds)
+    assert np.abs(got - expected.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("task", ["ner", "classification"])
+def test_compact_weights_shrink_the_file_and_keep_the_answers(task: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    linear = task == "classification"
+    # Tables large enough that their weights, not the graph's structure, make up the file.
+    net = Net(replace(_small_cfg(task, linear), n_chars=500, n_bigrams=3000, hidden=32)).eval()
+    full, small = tmp_path / "full.onnx", tmp_path / "small.onnx"
+    export_onnx(net, full)
+    export_onnx(net, small)
+    counts = compact(small, min_elements=256)
+    assert counts["int8"] >= 2  # the char and bigram tables (16 wide)
+    assert counts["float16"] >= 2  # the LSTM weights
+    assert small.stat().st_size < 0.6 * full.stat().st_size
+    graph = onnx.load(str(small))
+    big_float32 = [
+        t.name
+        for t in graph.graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT
+        and int(np.prod(t.dims)) >= 256
+        and "scale" not in t.name
+    ]
+    assert big_float32 == []
+    from nluserve.runtime.session import OnnxBackend
+
+    feeds = _feeds(50, 80, linear)
+    want = OnnxBackend(full, threads=1).run(feeds)
+    got = OnnxBackend(small, threads=1).run(feeds)
+    assert got.shape == want.shape
+    # int8 rows keep about 0.4 % of each row's largest value: small against the logits' range.
+    assert np.abs(got - want).max() < 0.02 * max(1.0, float(np.abs(want).max()))
+    if task == "classification":
+        assert (got.argmax(-1) == want.argmax(-1)).all()
+
+
+def test_smoke_training_of_an_ensemble_records_each_member(tmp_path: Path) -> None:
+    data = tmp_path / "reviews.csv"
+    rows = [("1", "房间干净，服务周到"), ("1", "早餐丰富"), ("0", "太吵了"), ("0", "卫生很差")] * 8
+    with data.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("label", "review"), *rows])
+    out = tmp_path / "ens"
+    proc = train(
+        "classification",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--linear",
+        "--no-lexicon",
+        "--threads",
+        "1",
+        "--members",
+        "2",
+        "--compact",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_model(out)  # checksums verified on load
+    notes = model.manifest.training.notes if model.manifest.training else ""
+    assert "2 networks (seeds 13-14)" in notes
+    assert "validation alone [" in notes
+    history = json.loads((out / "history.json").read_text())
+    assert {h["seed"] for h in history} == {13, 14}
+    graph = onnx.load(str(out / "model.onnx"))
+    assert sum(n.op_type == "LSTM" for n in graph.graph.node) == 4  # 2 members x 2 directions
+    [res] = model.predict(["房间干净"])
+    assert isinstance(res, ClassResult)

@@ -20,7 +20,7 @@ MIN_ELEMENTS = 65536  # smaller tensors stay float32: they cost little and save 
 MIN_ROW_WIDTH = 16  # int8 rows need a float32 scale each; narrower tables go to float16
 
 
-def compact(path: Path) -> dict[str, int]:
+def compact(path: Path, min_elements: int = MIN_ELEMENTS) -> dict[str, int]:
     """Rewrite ``path`` in place; returns the number of tensors converted to each storage type."""
     model = onnx.load(str(path))
     graph = model.graph
@@ -29,7 +29,7 @@ def compact(path: Path) -> dict[str, int]:
     kept, counts = [], {"int8": 0, "float16": 0}
     for init in graph.initializer:
         size = int(np.prod(init.dims)) if init.dims else 1
-        if init.data_type != TensorProto.FLOAT or size < MIN_ELEMENTS:
+        if init.data_type != TensorProto.FLOAT or size < min_elements:
             kept.append(init)
             continue
         weights = numpy_helper.to_array(init)

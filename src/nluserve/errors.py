@@ -36,3 +36,7 @@ class ConflictError(NluserveError):
 
 class StoreUnavailableError(NluserveError):
     """A backing store (database) cannot be reached and nothing cached can stand in."""
+
+
+class InferenceUnavailableError(NluserveError):
+    """The shared inference process cannot be reached (it is starting or restarting)."""

@@ -58,7 +58,12 @@ class Settings(BaseSettings):
     )
     device: Literal["cpu", "cuda"] = Field(
         "cpu",
-        description="where models run: cpu, or cuda (onnxruntime-gpu; each worker its own session)",
+        description="where models run: cpu, or cuda (onnxruntime-gpu; see inference_process)",
+    )
+    inference_process: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="run every model in one inference process that all workers feed; "
+        "auto = on with cuda and several workers (one CUDA context and one copy of the weights)",
     )
     graceful_timeout_s: float = Field(20.0, gt=0, description="SIGTERM: time for in-flight calls")
 
@@ -110,13 +115,24 @@ class Settings(BaseSettings):
             parse_url(value.get_secret_value())
         return value
 
+    def use_inference_process(self) -> bool:
+        """Whether graphs run in the shared inference process (runtime/host.py).
+
+        On a CPU, loading before the fork already gives one copy of the weights, and running
+        in-process saves a socket round trip per batch, so ``auto`` keeps it off there.
+        """
+        if self.inference_process == "auto":
+            return self.device == "cuda" and self.workers > 1
+        return self.inference_process == "on"
+
     def preload_models(self) -> bool:
         """Load models once before fork (shared CPU pages) unless they go to a GPU.
 
-        A CUDA context does not survive fork(), so on ``cuda`` every worker opens its own
-        session after the fork: one copy of the weights per worker in GPU memory.
+        A CUDA context does not survive fork(), so on ``cuda`` without the inference process
+        every worker opens its own session after the fork: one copy of the weights per worker
+        in GPU memory. With the inference process the workers hold no session at all.
         """
-        return self.device == "cpu"
+        return self.device == "cpu" or self.use_inference_process()
 
     def threads_per_process(self) -> int:
         """Inference threads in each worker so that workers x threads <= cores."""

@@ -49,6 +49,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start(metrics.MetricsObserver())
+        app.state.readiness_probes.update(service.probes())
         for model in service.models.values():
             metrics.MODEL_INFO.labels(model.name, model.manifest.version, model.task).set(1)
         gate = await _start_tenancy(app, settings, tenancy) if tenancy else None
@@ -101,10 +102,9 @@ async def _start_tenancy(app: FastAPI, settings: Settings, tenancy: TenancyServi
     audit.start()
     gate = Gate(authenticator, quota, audit, settings.audit_text)
     app.state.gate = gate
-    app.state.readiness_probes = {
-        "database": lambda: asyncio.to_thread(tenancy.repo.ping),
-        "quota": quota.ping,
-    }
+    app.state.readiness_probes.update(
+        {"database": lambda: asyncio.to_thread(tenancy.repo.ping), "quota": quota.ping}
+    )
     app.state.touch_task = asyncio.get_running_loop().create_task(_touch_keys(gate, tenancy))
     return gate
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nluserve.errors import ModelNotFoundError, UnknownLabelError
+from nluserve.errors import InferenceUnavailableError, ModelNotFoundError, UnknownLabelError
 from nluserve.runtime.batcher import DeadlineExceeded, Overloaded, ShuttingDown
 from nluserve.services.inference import WrongTaskError
 
@@ -103,6 +103,14 @@ def from_service_error(exc: Exception) -> ProblemError:
             "Server shutting down",
             str(exc),
             headers={"Retry-After": "1", "Connection": "close"},
+        )
+    if isinstance(exc, InferenceUnavailableError):
+        return ProblemError(
+            503,
+            "inference-unavailable",
+            "Inference process unavailable",
+            str(exc),
+            headers={"Retry-After": "1"},
         )
     if isinstance(exc, DeadlineExceeded):
         return ProblemError(504, "deadline-exceeded", "Request timed out in the queue", str(exc))

@@ -239,17 +239,29 @@ def load_model(
     threads: int | None = None,
     verify: bool = True,
     device: str = "cpu",
+    remote: bool = False,
 ) -> Model:
     """Load a bundled model by name (``general``, ``medical``, ``sentiment``) or a model directory.
 
-    ``device`` is ``cpu`` or ``cuda`` (onnxruntime-gpu's CUDA provider).
+    ``device`` is ``cpu`` or ``cuda`` (onnxruntime-gpu's CUDA provider). ``remote``: the graph
+    runs in the shared inference process (runtime/remote.py), which loads and verifies it;
+    this process keeps only the vocabulary, lexicon and decoder.
     """
     from nluserve.runtime.encoders import encoder_for
-    from nluserve.runtime.session import OnnxBackend, providers_for
 
     path = store.resolve(name_or_path)
     manifest = store.read_manifest(path)
-    if verify:
-        store.verify(path, manifest)
-    backend = OnnxBackend(path / manifest.graph, threads=threads, providers=providers_for(device))
+    backend: Backend
+    if remote:
+        from nluserve.runtime.remote import RemoteBackend
+
+        backend = RemoteBackend.from_env(manifest.name)
+    else:
+        from nluserve.runtime.session import OnnxBackend, providers_for
+
+        if verify:
+            store.verify(path, manifest)
+        backend = OnnxBackend(
+            path / manifest.graph, threads=threads, providers=providers_for(device)
+        )
     return Model(manifest, backend, encoder_for(manifest, path), path=path)

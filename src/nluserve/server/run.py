@@ -22,6 +22,20 @@ def serve(settings: Settings) -> None:
     from nluserve.observability.logging import configure
 
     configure(settings.log_level, settings.log_json)
+    host = None
+    if settings.use_inference_process():
+        from nluserve.runtime.remote import InferenceHost
+
+        # Before the app is built: the workers' models connect to it (see runtime/host.py).
+        host = InferenceHost(settings.models, settings.device, threads=1).start()
+    try:
+        _serve(settings)
+    finally:
+        if host is not None:
+            host.stop()
+
+
+def _serve(settings: Settings) -> None:
     if settings.workers == 1:
         import uvicorn
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from nluserve.errors import ModelNotFoundError, NluserveError
@@ -42,10 +43,25 @@ class InferenceService:
         process calling the same session, so no ORT thread pool is lost across fork().
         """
         models = {}
+        remote = settings.use_inference_process()
         for ref in settings.models:
-            model = load_model(ref, threads=1, device=settings.device)
+            model = load_model(ref, threads=1, device=settings.device, remote=remote)
             models[model.name] = model
         return cls(models, settings)
+
+    def probes(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """Readiness checks for what the models depend on: the inference process, if used."""
+        from nluserve.runtime.remote import RemoteBackend
+
+        remote = [m.backend for m in self.models.values() if isinstance(m.backend, RemoteBackend)]
+        if not remote:
+            return {}
+
+        async def ping() -> None:
+            for backend in remote:
+                await asyncio.to_thread(backend.ping)
+
+        return {"inference-process": ping}
 
     def start(self, observer: BatchObserver | None = None) -> None:
         """Create one batcher per model (after fork: it owns threads)."""

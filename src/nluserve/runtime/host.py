@@ -1,0 +1,94 @@
+"""The inference process: one copy of every model's graph, run for all HTTP workers.
+
+Started by ``nluserve serve`` (runtime/remote.py: InferenceHost) when
+``NLUSERVE_INFERENCE_PROCESS`` is on (by default: on a GPU with several workers). The workers
+keep tokenising, batching and decoding; only the graph runs here, so a GPU holds one CUDA
+context and one copy of the weights however many workers there are.
+
+Its configuration arrives as one JSON line on stdin (the socket's auth key is a secret, so
+not in argv, where ``ps`` shows it). It answers "ready" on stdout once every model is loaded.
+It exits when stdin closes, so it never outlives the server that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Connection, Listener
+from pathlib import Path
+
+from nluserve.models import store
+from nluserve.runtime.session import OnnxBackend, providers_for
+from nluserve.runtime.wire import pack, unpack
+
+log = logging.getLogger("nluserve.inference")
+
+
+def load_backends(models: list[str], device: str, threads: int) -> dict[str, OnnxBackend]:
+    """A verified session for each model, keyed by the model's name."""
+    backends = {}
+    providers = providers_for(device)
+    for ref in models:
+        path = store.resolve(ref)
+        manifest = store.read_manifest(path)
+        store.verify(path, manifest)
+        backends[manifest.name] = OnnxBackend(
+            path / manifest.graph, threads=threads, providers=providers
+        )
+    return backends
+
+
+def serve_connection(conn: Connection, backends: dict[str, OnnxBackend]) -> None:
+    """Answer one worker thread's requests, in order, until it hangs up."""
+    with conn:
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            try:
+                header, feeds = unpack(data)
+                if header.get("op") == "ping":
+                    reply = pack({"ok": True, "models": sorted(backends)})
+                else:
+                    backend = backends[header["model"]]
+                    reply = pack({"ok": True}, {"output": backend.run(feeds)})
+            except Exception as exc:  # the worker raises it for its callers; we keep serving
+                reply = pack({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            try:
+                conn.send_bytes(reply)
+            except OSError:
+                return
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = json.loads(sys.stdin.readline())
+    backends = load_backends(config["models"], config["device"], config["threads"])
+    address = config["address"]
+    Path(address).unlink(missing_ok=True)  # left by a predecessor that was killed
+    listener = Listener(address, family="AF_UNIX", authkey=bytes.fromhex(config["authkey"]))
+    os.chmod(address, 0o600)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn = listener.accept()
+            except (AuthenticationError, EOFError, ConnectionError) as exc:
+                log.warning("inference process: refused a connection (%s)", type(exc).__name__)
+                continue
+            threading.Thread(target=serve_connection, args=(conn, backends), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True, name="accept").start()
+    sys.stdout.write("ready\n")  # the parent waits for this line (protocol, not a log)
+    sys.stdout.flush()
+    sys.stdin.read()  # returns when the parent closes the pipe or dies
+    listener.close()
+
+
+if __name__ == "__main__":
+    main()

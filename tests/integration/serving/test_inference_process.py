@@ -1,0 +1,266 @@
+"""The shared inference process: one copy of each graph, fed by every worker's batches.
+
+Real processes and sockets throughout: the host runs ``python -m nluserve.runtime.host`` and
+the server test runs ``nluserve serve`` with two gunicorn workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from nluserve import load_model
+from nluserve.errors import InferenceUnavailableError
+from nluserve.runtime.model import Model
+from nluserve.runtime.remote import InferenceHost, RemoteBackend, RemoteModelError
+from nluserve.runtime.results import NerResult
+from tests.support.serving import assert_problem
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "张三在北京大学读书。",
+    "李四去了上海浦东新区的华为公司。",
+    "a",
+    "长" * 300,  # longer than the window: several runs for one text
+    "王五和赵六在广州见面，然后去了深圳。",
+]
+
+
+def _remote(host: InferenceHost, ref: str | Path) -> Model:
+    """The model as a worker loads it: local vocabulary, graph runs in the host."""
+    local = load_model(ref, threads=1)
+    return Model(
+        local.manifest,
+        RemoteBackend(local.name, host.address, host.authkey, timeout_s=30),
+        local.encoder,
+        path=local.path,
+    )
+
+
+@pytest.fixture(scope="module")
+def host(tiny_ner_dir: Path) -> Iterator[InferenceHost]:
+    running = InferenceHost([str(tiny_ner_dir), "sentiment"], "cpu", threads=1)
+    running.start(export_env=False)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("which", ["tiny", "sentiment"])
+def test_remote_graphs_answer_exactly_as_local_ones(
+    host: InferenceHost, tiny_ner_dir: Path, which: str
+) -> None:
+    ref = tiny_ner_dir if which == "tiny" else "sentiment"
+    local, remote = load_model(ref, threads=1), _remote(host, ref)
+    assert remote.predict(TEXTS) == local.predict(TEXTS)
+
+
+def test_concurrent_callers_each_get_their_own_answers(
+    host: InferenceHost, tiny_ner_dir: Path
+) -> None:
+    local, remote = load_model(tiny_ner_dir, threads=1), _remote(host, tiny_ner_dir)
+    calls = [[TEXTS[i % len(TEXTS)], f"第{i}号：张三在北京"] for i in range(64)]
+    expected = [local.predict(texts) for texts in calls]
+    with ThreadPoolExecutor(8) as pool:  # 8 threads: 8 connections, served concurrently
+        got = list(pool.map(remote.predict, calls))
+    assert got == expected
+
+
+def test_a_wrong_key_is_refused_and_the_process_keeps_serving(
+    host: InferenceHost, tiny_ner_dir: Path
+) -> None:
+    with pytest.raises(AuthenticationError):
+        Client(host.address, family="AF_UNIX", authkey=b"not the key")
+    assert oct(Path(host.dir).stat().st_mode & 0o777) == "0o700"  # nobody else reaches the socket
+    RemoteBackend("tiny", host.address, host.authkey).ping()
+
+
+def test_an_unknown_model_fails_that_call_only(host: InferenceHost) -> None:
+    backend = RemoteBackend("nope", host.address, host.authkey)
+    feeds = {"chars": np.ones((1, 3), dtype=np.int64)}
+    with pytest.raises(RemoteModelError, match="KeyError"):
+        backend.run(feeds)
+    with pytest.raises(InferenceUnavailableError, match="does not serve nope"):
+        backend.ping()
+    RemoteBackend("sentiment", host.address, host.authkey).ping()
+
+
+def test_a_killed_process_is_restarted_and_callers_reconnect(tiny_ner_dir: Path) -> None:
+    running = InferenceHost([str(tiny_ner_dir)], "cpu", threads=1).start(export_env=False)
+    try:
+        remote = _remote(running, tiny_ner_dir)
+        before = remote.predict(TEXTS[:2])
+        first = running.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(InferenceUnavailableError):
+            remote.predict(TEXTS[:2])  # right after the kill: refused, not hung
+        end = time.monotonic() + 60
+        while running.restarts == 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert running.restarts == 1 and running.pid != first
+        assert remote.predict(TEXTS[:2]) == before  # the same thread's connection is renewed
+    finally:
+        running.stop()
+    assert not Path(running.dir).exists()
+
+
+def test_the_process_does_not_outlive_the_server(tiny_ner_dir: Path, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from nluserve.runtime.remote import InferenceHost
+        host = InferenceHost([{str(tiny_ner_dir)!r}], "cpu", threads=1).start()
+        print(host.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # running
+    parent.kill()  # no clean-up code runs in the parent
+    parent.wait()
+    parent.stdout.close()
+    end = time.monotonic() + 30
+    while time.monotonic() < end and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_served_over_http_by_two_workers_that_hold_no_session(
+    tiny_ner_dir: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "NLUSERVE_DATA_DIR": str(tmp_path / "data"),
+        "NLUSERVE_AUTH": "false",
+        "NLUSERVE_INFERENCE_PROCESS": "on",
+        "NLUSERVE_LOG_LEVEL": "info",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "nluserve", "serve", "--workers", "2"),
+                *("--port", str(port), "--models", str(tiny_ner_dir)),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log)
+        ready = httpx.get(url + "/readyz").json()
+        assert ready["checks"]["inference-process"] == "ok"
+        expected = [
+            [(e.text, e.label, e.start, e.end) for e in r.entities]
+            for r in load_model(tiny_ner_dir, threads=1).predict(TEXTS)
+            if isinstance(r, NerResult)
+        ]
+        for _ in range(6):  # fresh connections: both workers answer
+            answer = _predict(url, {"texts": TEXTS})
+            assert answer.status_code == 200, answer.text
+            got = [
+                [(e["text"], e["label"], e["start"], e["end"]) for e in r["entities"]]
+                for r in answer.json()["results"]
+            ]
+            assert got == expected
+
+        group = _group(proc.pid)
+        hosts = [p for p, cmd in group.items() if "nluserve.runtime.host" in cmd]
+        assert len(hosts) == 1
+        for pid in group:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            # Only the inference process loads ONNX Runtime: the workers hold no weights.
+            assert ("onnxruntime" in maps) is (pid == hosts[0]), group[pid]
+
+        os.kill(hosts[0], signal.SIGKILL)
+        gone = _predict(url, {"text": TEXTS[0]})
+        body = assert_problem(gone, 503)
+        assert body["type"].endswith("/inference-unavailable")
+        assert gone.headers["Retry-After"] == "1"
+        _wait_ready(url, proc, log)
+        assert _predict(url, {"text": TEXTS[0]}).status_code == 200
+
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and any(_alive(p) for p in group):
+            time.sleep(0.1)
+        assert not [p for p in _group(proc.pid) if _alive(p)]
+        assert not any(_alive(p) for p in group), "a process outlived the server"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    end = time.monotonic() + 90
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not ready:\n{log.read_text()[-4000:]}")
+
+
+def _predict(url: str, body: dict[str, object]) -> httpx.Response:
+    with httpx.Client(base_url=url, timeout=60) as client:  # a fresh connection: any worker
+        return client.post("/v1/models/tiny/predict", json=body)
+
+
+def _group(pgid: int) -> dict[int, str]:
+    """Live processes of the server's process group and their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid and _alive(int(entry.name)):
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found[int(entry.name)] = cmd
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+    return found

@@ -19,7 +19,14 @@ def serve(
     models: Annotated[str | None, typer.Option(help="comma-separated models to serve")] = None,
     device: Annotated[
         str | None,
-        typer.Option(help="cpu (default) or cuda (onnxruntime-gpu: a session per worker)"),
+        typer.Option(help="cpu (default) or cuda (onnxruntime-gpu)"),
+    ] = None,
+    inference_process: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (default: on with cuda and several workers), on or off: run the graphs "
+            "in one process that every worker feeds"
+        ),
     ] = None,
 ) -> None:
     """Serve the HTTP API (SQLite + bundled models unless configured otherwise)."""
@@ -37,6 +44,8 @@ def serve(
         overrides["models"] = [m for m in models.split(",") if m]
     if device is not None:
         overrides["device"] = device
+    if inference_process is not None:
+        overrides["inference_process"] = inference_process
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

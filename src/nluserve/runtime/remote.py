@@ -87,7 +87,8 @@ class RemoteBackend:
                 return unpack(conn.recv_bytes())
             except (OSError, EOFError) as exc:  # TimeoutError and refused connections included
                 self._drop(conn)
-                if attempt == 2:
+                # A slow answer is not retried: that would only double the wait.
+                if attempt == 2 or isinstance(exc, TimeoutError):
                     raise InferenceUnavailableError(
                         f"the inference process is unreachable ({type(exc).__name__})"
                     ) from exc

@@ -100,6 +100,23 @@ def test_an_unknown_model_fails_that_call_only(host: InferenceHost) -> None:
     RemoteBackend("sentiment", host.address, host.authkey).ping()
 
 
+def test_a_stalled_process_fails_the_call_after_its_timeout(
+    host: InferenceHost, tiny_ner_dir: Path
+) -> None:
+    backend = RemoteBackend("tiny", host.address, host.authkey, timeout_s=1.0)
+    backend.ping()  # connected
+    assert host.pid is not None
+    os.kill(host.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(InferenceUnavailableError, match="TimeoutError"):
+            backend.ping()
+        assert time.monotonic() - started < 1.9  # one timeout, not one per retry
+    finally:
+        os.kill(host.pid, signal.SIGCONT)
+    backend.ping()  # a fresh connection once it runs again
+
+
 def test_a_killed_process_is_restarted_and_callers_reconnect(tiny_ner_dir: Path) -> None:
     running = InferenceHost([str(tiny_ner_dir)], "cpu", threads=1).start(export_env=False)
     try:

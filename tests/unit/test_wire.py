@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from nluserve.runtime.wire import WireError, pack, unpack
-from nluserve.settings import Settings
 
 
 def test_arrays_and_header_round_trip() -> None:
@@ -58,22 +57,3 @@ def test_bytes_beyond_the_arrays_are_refused() -> None:
     data = pack({}, {"a": np.zeros(2, dtype=np.int64)}) + b"junk"
     with pytest.raises(WireError, match="beyond"):
         unpack(data)
-
-
-@pytest.mark.parametrize(
-    ("device", "workers", "setting", "expected"),
-    [
-        ("cpu", 4, "auto", False),  # preloading before the fork already shares the weights
-        ("cuda", 1, "auto", False),  # one worker: one CUDA context anyway
-        ("cuda", 4, "auto", True),
-        ("cpu", 1, "on", True),
-        ("cuda", 4, "off", False),
-    ],
-)
-def test_when_the_inference_process_is_used(
-    device: str, workers: int, setting: str, expected: bool
-) -> None:
-    settings = Settings(device=device, workers=workers, inference_process=setting)  # type: ignore[arg-type]
-    assert settings.use_inference_process() is expected
-    # Workers that hold no session may be forked from a loaded master even on a GPU.
-    assert settings.preload_models() is (device == "cpu" or expected)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from nluserve import load_model
@@ -75,3 +78,21 @@ def test_sentiment_scores_are_calibrated_not_saturated() -> None:
         assert c.score < r.score
     assert 0.5 < calibrated[1].score < 0.98  # a mixed review: less sure
     assert calibrated[1].score < calibrated[0].score
+
+
+def test_models_with_the_same_lexicon_share_one_loaded_copy(tmp_path: Path) -> None:
+    from nluserve.runtime.encoders import CharEncoder
+
+    general, medical = load_model("general"), load_model("medical")
+    assert isinstance(general.encoder, CharEncoder) and isinstance(medical.encoder, CharEncoder)
+    assert general.encoder.lexicon is medical.encoder.lexicon  # same checksum in both manifests
+    # A model whose lexicon differs gets its own.
+    copy = tmp_path / "general"
+    shutil.copytree(general.path, copy)  # type: ignore[arg-type]
+    (copy / "lexicon.txt").write_text("张三\n北京大学\n", encoding="utf-8")
+    manifest = store.read_manifest(copy)
+    store.write_manifest(copy, manifest)  # new checksums
+    other = load_model(copy)
+    assert isinstance(other.encoder, CharEncoder)
+    assert other.encoder.lexicon is not general.encoder.lexicon
+    assert other.encoder.lexicon.words == {"张三", "北京大学"}

@@ -70,6 +70,9 @@ class WordPieceEncoder:
         }
 
 
+_LEXICONS: dict[str, Lexicon] = {}
+
+
 def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncoder:
     """The encoder for a model directory, reading its vocabulary files."""
     if manifest.encoder == "wordpiece":
@@ -81,6 +84,14 @@ def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncode
             raise ModelIntegrityError(f"{path}: bad wordpiece tokenizer: {exc}") from exc
         return WordPieceEncoder(tokenizer, manifest.max_length)
     lexicon_path = path / "lexicon.txt"
-    lexicon = Lexicon.load(lexicon_path) if lexicon_path.is_file() else Lexicon(set())
+    digest = manifest.files.get("lexicon.txt")
+    if not lexicon_path.is_file():
+        lexicon = Lexicon(set())
+    elif digest is None:
+        lexicon = Lexicon.load(lexicon_path)
+    else:
+        # The bundled models ship the same jieba dictionary (57 MiB as a Python set): models
+        # whose manifests name the same checksum share one loaded copy instead of one each.
+        lexicon = _LEXICONS.get(digest) or _LEXICONS.setdefault(digest, Lexicon.load(lexicon_path))
     ngrams = NgramIndex.load(path / NGRAMS_FILE) if (path / NGRAMS_FILE).is_file() else None
     return CharEncoder(Vocab.load(path / "vocab.json"), lexicon, ngrams)

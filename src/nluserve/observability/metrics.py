@@ -42,6 +42,10 @@ REJECTED = Counter("nluserve_rejected_total", "Calls rejected or dropped, by rea
 MODEL_INFO = Gauge(
     "nluserve_model_info", "Served models", ["model", "version", "task"], multiprocess_mode="max"
 )
+INFERENCE_RESTARTS = Counter(
+    "nluserve_inference_process_restarts_total",
+    "Times the shared inference process died and was restarted",
+)
 QUOTA_STORE_ERRORS = Counter(
     "nluserve_quota_store_errors_total", "Quota store failures", ["backend"]
 )

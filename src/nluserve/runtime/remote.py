@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Client, Connection
 from typing import IO
 
@@ -121,6 +122,7 @@ class InferenceHost:
         device: str,
         threads: int,
         startup_timeout_s: float = 600.0,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.models = models
         self.device = device
@@ -130,6 +132,7 @@ class InferenceHost:
         self.address = os.path.join(self.dir, "socket")
         self.authkey = os.urandom(32)
         self.restarts = 0
+        self.on_restart = on_restart  # the server counts restarts in its metrics
         self._proc: subprocess.Popen[str] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -207,6 +210,8 @@ class InferenceHost:
             try:
                 self._spawn()
                 self.restarts += 1
+                if self.on_restart is not None:
+                    self.on_restart()
                 delay = 0.5
             except InferenceUnavailableError:
                 time.sleep(delay)

@@ -24,10 +24,13 @@ def serve(settings: Settings) -> None:
     configure(settings.log_level, settings.log_json)
     host = None
     if settings.use_inference_process():
+        from nluserve.observability import metrics
         from nluserve.runtime.remote import InferenceHost
 
         # Before the app is built: the workers' models connect to it (see runtime/host.py).
-        host = InferenceHost(settings.models, settings.device, threads=1).start()
+        host = InferenceHost(
+            settings.models, settings.device, threads=1, on_restart=metrics.INFERENCE_RESTARTS.inc
+        ).start()
     try:
         _serve(settings)
     finally:

@@ -27,7 +27,7 @@ from nluserve.errors import InferenceUnavailableError
 from nluserve.runtime.model import Model
 from nluserve.runtime.remote import InferenceHost, RemoteBackend, RemoteModelError
 from nluserve.runtime.results import NerResult
-from tests.support.serving import assert_problem
+from tests.support.serving import assert_problem, metric
 
 pytestmark = pytest.mark.slow
 
@@ -226,6 +226,8 @@ def test_served_over_http_by_two_workers_that_hold_no_session(
         assert gone.headers["Retry-After"] == "1"
         _wait_ready(url, proc, log)
         assert _predict(url, {"text": TEXTS[0]}).status_code == 200
+        exposition = httpx.get(url + "/metrics").text
+        assert metric(exposition, "nluserve_inference_process_restarts_total") == 1
 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -25,6 +25,7 @@ ALERT_NAMES = {
     "NluserveHighP99Latency",
     "NluserveQuotaStoreErrors",
     "NluserveRejectingCalls",
+    "NluserveInferenceProcessRestarting",
 }
 TIMEOUT_S = 60.0
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_cluener
 
 
@@ -64,18 +66,22 @@ def test_predict_json_gives_exact_offsets(tiny_ner_dir: Path) -> None:
     assert all(text[e["start"] : e["end"]] == e["text"] for e in result["entities"])
 
 
-def test_serve_refuses_a_device_this_onnxruntime_cannot_drive(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the graphs would run in the inference process
+def test_serve_refuses_a_device_this_onnxruntime_cannot_drive(tmp_path: Path, workers: str) -> None:
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         return  # a GPU build: bench/cuda_check.py covers serving there
     env_run = subprocess.run(
-        [sys.executable, "-m", "nluserve", "serve", "--device", "cuda", "--port", "0"],
+        [
+            *(sys.executable, "-m", "nluserve", "serve", "--device", "cuda"),
+            *("--port", "0", "--workers", workers),
+        ],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
-        env={**os.environ, "NLUSERVE_DATA_DIR": str(tmp_path / "data")},
+        env={**os.environ, "NLUSERVE_DATA_DIR": str(tmp_path / "data"), "NLUSERVE_AUTH": "false"},
     )
     assert env_run.returncode == 1
     assert "needs CUDAExecutionProvider" in env_run.stderr

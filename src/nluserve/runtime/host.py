@@ -21,6 +21,7 @@ from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 
+from nluserve.errors import NluserveError
 from nluserve.models import store
 from nluserve.runtime.session import OnnxBackend, providers_for
 from nluserve.runtime.wire import pack, unpack
@@ -68,7 +69,11 @@ def serve_connection(conn: Connection, backends: dict[str, OnnxBackend]) -> None
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = json.loads(sys.stdin.readline())
-    backends = load_backends(config["models"], config["device"], config["threads"])
+    try:
+        backends = load_backends(config["models"], config["device"], config["threads"])
+    except NluserveError as exc:  # no provider, a missing or corrupt model: one line, not a trace
+        log.error("inference process: %s", exc)
+        sys.exit(1)
     address = config["address"]
     Path(address).unlink(missing_ok=True)  # left by a predecessor that was killed
     listener = Listener(address, family="AF_UNIX", authkey=bytes.fromhex(config["authkey"]))

@@ -35,6 +35,19 @@ def train(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def write_reviews(path: Path, copies: int) -> Path:
+    """A tiny sentiment CSV in ChnSentiCorp's format: four reviews, ``copies`` times each."""
+    rows = [
+        ("1", "房间干净，服务周到，下次还来"),
+        ("1", "早餐丰富，位置很好"),
+        ("0", "太吵了，再也不来"),
+        ("0", "卫生很差，服务态度恶劣"),
+    ] * copies
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("label", "review"), *rows])
+    return path
+
+
 def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> None:
     data = write_cluener(tmp_path / "small.jsonl", copies=8)  # 32 sentences
     out = tmp_path / "model"
@@ -66,15 +79,7 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
 def test_smoke_classification_training_with_the_linear_mix_and_weight_averaging(
     tmp_path: Path,
 ) -> None:
-    data = tmp_path / "reviews.csv"
-    rows = [
-        ("1", "房间干净，服务周到，下次还来"),
-        ("1", "早餐丰富，位置很好"),
-        ("0", "太吵了，再也不来"),
-        ("0", "卫生很差，服务态度恶劣"),
-    ] * 10
-    with data.open("w", encoding="utf-8", newline="") as fh:
-        csv.writer(fh).writerows([("label", "review"), *rows])
+    data = write_reviews(tmp_path / "reviews.csv", copies=10)
     out = tmp_path / "sentiment"
     proc = train(
         "classification",
@@ -252,10 +257,7 @@ def test_compact_weights_shrink_the_file_and_keep_the_answers(task: str, tmp_pat
 
 
 def test_smoke_training_of_an_ensemble_records_each_member(tmp_path: Path) -> None:
-    data = tmp_path / "reviews.csv"
-    rows = [("1", "房间干净，服务周到"), ("1", "早餐丰富"), ("0", "太吵了"), ("0", "卫生很差")] * 8
-    with data.open("w", encoding="utf-8", newline="") as fh:
-        csv.writer(fh).writerows([("label", "review"), *rows])
+    data = write_reviews(tmp_path / "reviews.csv", copies=8)
     out = tmp_path / "ens"
     proc = train(
         "classification",

@@ -153,11 +153,7 @@ class Net(nn.Module):
         if cfg.linear:
             # Filled after training from a logistic regression over which character n-grams a
             # text contains (see train/linear.py); zero until then, so it changes nothing.
-            self.lin_ngram = nn.Embedding(max(cfg.n_ngrams, 1), cfg.n_labels, padding_idx=0)
-            self.lin_bias = nn.Parameter(torch.zeros(cfg.n_labels))
-            nn.init.zeros_(self.lin_ngram.weight)
-            self.lin_ngram.weight.requires_grad_(False)
-            self.lin_bias.requires_grad_(False)
+            _add_linear_part(self, cfg)
 
     def forward(
         self,
@@ -174,9 +170,21 @@ class Net(nn.Module):
             bag = (self.wide_char(chars) + self.wide_bigram(bigrams)) * m
             out = out + bag.sum(dim=1) / m.sum(dim=1).clamp(min=1.0).sqrt()
         if self.cfg.linear and ngrams is not None:
-            # Id 0 pads and its row is zero, so padding adds nothing.
-            out = out + self.lin_ngram(ngrams).sum(dim=1) + self.lin_bias
+            out = out + _linear_logits(self, ngrams)
         return out
+
+
+def _add_linear_part(module: nn.Module, cfg: NetConfig) -> None:
+    """``lin_ngram`` (one weight row per n-gram id) and ``lin_bias``: zero and frozen."""
+    module.lin_ngram = nn.Embedding(max(cfg.n_ngrams, 1), cfg.n_labels, padding_idx=0)
+    module.lin_bias = nn.Parameter(torch.zeros(cfg.n_labels), requires_grad=False)
+    nn.init.zeros_(module.lin_ngram.weight)
+    module.lin_ngram.weight.requires_grad_(False)
+
+
+def _linear_logits(module: nn.Module, ngrams: torch.Tensor) -> torch.Tensor:
+    # Id 0 pads and its row is zero, so padding adds nothing.
+    return module.lin_ngram(ngrams).sum(dim=1) + module.lin_bias
 
 
 class Ensemble(nn.Module):
@@ -184,18 +192,16 @@ class Ensemble(nn.Module):
     one linear part).
 
     On a few thousand sentences each recurrent net lands 1-2 points apart from the next
-    depending on its seed; averaging them removes part of that variance. The graph has the same inputs and output
-    as one Net, so the runtime serves it unchanged.
+    depending on its seed; averaging them removes part of that variance. The graph has the same
+    inputs and output as one Net, so the runtime serves it unchanged.
     """
 
     def __init__(self, cfg: NetConfig, members: list[Net]) -> None:
         super().__init__()
         self.cfg = cfg
         self.members = nn.ModuleList(members)
-        self.lin_ngram = nn.Embedding(max(cfg.n_ngrams, 1), cfg.n_labels, padding_idx=0)
-        self.lin_bias = nn.Parameter(torch.zeros(cfg.n_labels), requires_grad=False)
-        nn.init.zeros_(self.lin_ngram.weight)
-        self.lin_ngram.weight.requires_grad_(False)
+        if cfg.linear:
+            _add_linear_part(self, cfg)
 
     def forward(
         self,
@@ -207,7 +213,7 @@ class Ensemble(nn.Module):
     ) -> torch.Tensor:
         out = torch.stack([m(chars, bigrams, lexicon, lengths) for m in self.members]).mean(0)
         if self.cfg.linear and ngrams is not None:
-            out = out + self.lin_ngram(ngrams).sum(dim=1) + self.lin_bias
+            out = out + _linear_logits(self, ngrams)
         return out
 
 

@@ -27,6 +27,7 @@ from nluserve.errors import InferenceUnavailableError
 from nluserve.runtime.model import Model
 from nluserve.runtime.remote import InferenceHost, RemoteBackend, RemoteModelError
 from nluserve.runtime.results import NerResult
+from tests.support.services import free_port
 from tests.support.serving import assert_problem, metric
 
 pytestmark = pytest.mark.slow
@@ -171,7 +172,7 @@ def _alive(pid: int) -> bool:
 def test_served_over_http_by_two_workers_that_hold_no_session(
     tiny_ner_dir: Path, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "NLUSERVE_DATA_DIR": str(tmp_path / "data"),
@@ -240,15 +241,6 @@ def test_served_over_http_by_two_workers_that_hold_no_session(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -27,7 +27,7 @@ from nluserve.errors import InferenceUnavailableError
 from nluserve.runtime.model import Model
 from nluserve.runtime.remote import InferenceHost, RemoteBackend, RemoteModelError
 from nluserve.runtime.results import NerResult
-from tests.support.services import free_port
+from tests.support.server_process import start_server, wait_ready
 from tests.support.serving import assert_problem, metric
 
 pytestmark = pytest.mark.slow
@@ -172,30 +172,14 @@ def _alive(pid: int) -> bool:
 def test_served_over_http_by_two_workers_that_hold_no_session(
     tiny_ner_dir: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "NLUSERVE_DATA_DIR": str(tmp_path / "data"),
-        "NLUSERVE_AUTH": "false",
-        "NLUSERVE_INFERENCE_PROCESS": "on",
-        "NLUSERVE_LOG_LEVEL": "info",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "nluserve", "serve", "--workers", "2"),
-                *("--port", str(port), "--models", str(tiny_ner_dir)),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    srv = start_server(
+        tmp_path,
+        ["--workers", "2", "--models", str(tiny_ner_dir)],
+        {"NLUSERVE_INFERENCE_PROCESS": "on"},
+    )
+    url, proc = srv.url, srv.proc
     try:
-        _wait_ready(url, proc, log)
+        wait_ready(srv)
         ready = httpx.get(url + "/readyz").json()
         assert ready["checks"]["inference-process"] == "ok"
         expected = [
@@ -225,7 +209,7 @@ def test_served_over_http_by_two_workers_that_hold_no_session(
         body = assert_problem(gone, 503)
         assert body["type"].endswith("/inference-unavailable")
         assert gone.headers["Retry-After"] == "1"
-        _wait_ready(url, proc, log)
+        wait_ready(srv)
         assert _predict(url, {"text": TEXTS[0]}).status_code == 200
         exposition = httpx.get(url + "/metrics").text
         assert metric(exposition, "nluserve_inference_process_restarts_total") == 1
@@ -241,20 +225,6 @@ def test_served_over_http_by_two_workers_that_hold_no_session(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    end = time.monotonic() + 90
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not ready:\n{log.read_text()[-4000:]}")
 
 
 def _predict(url: str, body: dict[str, object]) -> httpx.Response:

@@ -10,19 +10,16 @@ import json
 import math
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from tests.support.server_process import Server, start_server, wait_ready
 from tests.support.serving import metric
 
 pytestmark = pytest.mark.slow
@@ -32,72 +29,21 @@ STARTUP_S = 60.0
 GRACEFUL_S = 20
 
 
-@dataclass
-class Server:
-    """A running ``nluserve serve`` and where to reach it."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-    data_dir: Path
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tiny_ner_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp_path = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "NLUSERVE_DATA_DIR": str(tmp_path / "data"),
-        "NLUSERVE_AUTH": "false",
-        "NLUSERVE_GRACEFUL_TIMEOUT_S": str(GRACEFUL_S),
-        "NLUSERVE_LOG_LEVEL": "info",  # the log is shown when a test fails
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "nluserve", "serve"),
-                *("--workers", "2", "--port", str(port), "--models", str(tiny_ner_dir)),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group: teardown can reap the workers too
-        )
-    srv = Server(proc, f"http://127.0.0.1:{port}", tmp_path / "data", log)
+    srv = start_server(
+        tmp_path,
+        ["--workers", "2", "--models", str(tiny_ner_dir)],
+        {"NLUSERVE_GRACEFUL_TIMEOUT_S": str(GRACEFUL_S)},
+    )
     try:
-        _wait_ready(srv)
+        wait_ready(srv, STARTUP_S)
         yield srv
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
-def _wait_ready(srv: Server) -> None:
-    end = time.monotonic() + STARTUP_S
-    while time.monotonic() < end:
-        if srv.proc.poll() is not None:
-            raise AssertionError(f"server exited early:\n{srv.output()}")
-        try:
-            if httpx.get(srv.url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"server not ready after {STARTUP_S} s:\n{srv.output()}")
+        if srv.proc.poll() is None:
+            os.killpg(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(timeout=30)
 
 
 def _predict(url: str, body: dict[str, object], timeout: float = 60) -> httpx.Response:

@@ -66,6 +66,21 @@ def train(
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
+    pretrain_epochs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="first pretrain the encoder this many epochs on masked characters of the "
+            "training split (plus --pretrain-data)",
+        ),
+    ] = 0,
+    pretrain_data: Annotated[
+        list[Path] | None,
+        typer.Option(help="extra corpus file whose texts (labels ignored) join pretraining"),
+    ] = None,
+    pretrain_minutes: Annotated[
+        float, typer.Option(help="stop pretraining after this many minutes")
+    ] = 30.0,
     seed: Annotated[int, typer.Option()] = 13,
     val_fraction: Annotated[
         float, typer.Option(help="share of the file held out for validation")
@@ -108,6 +123,9 @@ def train(
         swa_from=swa_from,
         members=members,
         compact=compact,
+        pretrain_epochs=pretrain_epochs,
+        pretrain_data=tuple(pretrain_data or ()),
+        pretrain_minutes=pretrain_minutes,
         lr=lr,
         seed=seed,
         val_fraction=val_fraction,

@@ -57,6 +57,9 @@ class TrainConfig:
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
     calibrate: bool = True
+    pretrain_epochs: int = 0  # masked-character pretraining of the encoder (train/pretrain.py)
+    pretrain_data: tuple[Path, ...] = ()  # extra unlabelled text; the training split is always used
+    pretrain_minutes: float = 30.0
     lexicon: Path | None = None
     threads: int | None = None
     description: str = ""
@@ -213,12 +216,15 @@ def train(cfg: TrainConfig) -> Manifest:
         for e in tqdm(train_items, desc="features", file=sys.stderr)
     ]
     lengths = [len(e.text) for e in train_items]
+    pretrained, pretrain_note = _pretrain(cfg, net_cfg, train_ex, val_ex, vocab, lexicon)
     trained = []
     for member in range(cfg.members):
         seed = cfg.seed + member
         torch.manual_seed(seed)
         member_cfg = replace(net_cfg, linear=False) if cfg.members > 1 else net_cfg
         member_net = Net(member_cfg)
+        if pretrained is not None:
+            member_net.encoder.load_state_dict(pretrained)
         trained.append(
             _fit_net(
                 cfg,
@@ -277,7 +283,8 @@ def train(cfg: TrainConfig) -> Manifest:
                 n_validation=len(val_ex),
                 seed=cfg.seed,
                 command=cfg.command,
-                notes=ensemble_note
+                notes=pretrain_note
+                + ensemble_note
                 + (f"linear part {linear_info}; " if linear_info else "")
                 + _epoch_note(cfg, best_epoch, len(trained[-1][1]))
                 + "; validation = seeded "
@@ -293,6 +300,44 @@ def train(cfg: TrainConfig) -> Manifest:
     if ngrams is not None:
         extra[NGRAMS_FILE] = json.dumps(list(ngrams.ids), ensure_ascii=False)
     return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra, compact=cfg.compact)
+
+
+def _pretrain(  # type: ignore[no-untyped-def]
+    cfg: TrainConfig, net_cfg: NetConfig, train_ex, val_ex, vocab: Vocab, lexicon: Lexicon
+) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The pretrained encoder's weights (or None) and a note for the manifest."""
+    if cfg.pretrain_epochs <= 0:
+        return None, ""
+    from nluserve.train.net import Encoder
+    from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
+
+    # Validation sentences are never seen, not even unlabelled: an extra corpus may be the
+    # training file itself (NER pretrains on its own file's sentences).
+    held_out = {e.text for e in val_ex}
+    extra = [t for t in load_texts([str(p) for p in cfg.pretrain_data]) if t not in held_out]
+    texts = [e.text for e in train_ex] + extra
+    torch.manual_seed(cfg.seed)
+    encoder = Encoder(net_cfg)
+    history = pretrain(
+        encoder,
+        texts,
+        vocab,
+        lexicon,
+        PretrainConfig(
+            epochs=cfg.pretrain_epochs,
+            max_length=cfg.max_length,
+            max_minutes=cfg.pretrain_minutes,
+            seed=cfg.seed,
+        ),
+        _collate,
+    )
+    last = history[-1]
+    note = (
+        f"encoder pretrained on masked characters: {len(texts)} texts "
+        f"({sum(map(len, texts))} characters, validation excluded), {last['epoch']} epochs, "
+        f"masked accuracy {last['masked_accuracy']}; "
+    )
+    return {k: v.detach().clone() for k, v in encoder.state_dict().items()}, note
 
 
 @dataclass

@@ -57,7 +57,8 @@ def serve(
     ensure_data_dir(settings)
     if settings.auth:
         _prepare_tenancy(settings)
-    if settings.workers > 1:
+    if settings.workers > 1 or settings.use_inference_process():
+        # The inference process is another process whose metrics /metrics must include.
         prepare_metrics_dir(settings)
     try:
         run_server(settings)

@@ -46,6 +46,18 @@ INFERENCE_RESTARTS = Counter(
     "nluserve_inference_process_restarts_total",
     "Times the shared inference process died and was restarted",
 )
+INFERENCE_PROCESS_RUN = Histogram(
+    "nluserve_inference_process_run_seconds",
+    "Graph run time inside the shared inference process (the workers' inference time adds the "
+    "round trip and the wait for a free run)",
+    ["model"],
+    buckets=_LATENCY,
+)
+INFERENCE_PROCESS_FAILURES = Counter(
+    "nluserve_inference_process_failures_total",
+    "Runs the shared inference process answered with an error",
+    ["model"],
+)
 QUOTA_STORE_ERRORS = Counter(
     "nluserve_quota_store_errors_total", "Quota store failures", ["backend"]
 )

@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
@@ -27,6 +29,13 @@ from nluserve.runtime.session import OnnxBackend, providers_for
 from nluserve.runtime.wire import pack, unpack
 
 log = logging.getLogger("nluserve.inference")
+
+# (model, seconds, ok) after each run; the server's metrics when it keeps them across processes.
+RunObserver = Callable[[str, float, bool], None]
+
+
+def _ignore(model: str, seconds: float, ok: bool) -> None:
+    return None
 
 
 def load_backends(models: list[str], device: str, threads: int) -> dict[str, OnnxBackend]:
@@ -43,7 +52,9 @@ def load_backends(models: list[str], device: str, threads: int) -> dict[str, Onn
     return backends
 
 
-def serve_connection(conn: Connection, backends: dict[str, OnnxBackend]) -> None:
+def serve_connection(
+    conn: Connection, backends: dict[str, OnnxBackend], observe: RunObserver = _ignore
+) -> None:
     """Answer one worker thread's requests, in order, until it hangs up."""
     with conn:
         while True:
@@ -57,13 +68,35 @@ def serve_connection(conn: Connection, backends: dict[str, OnnxBackend]) -> None
                     reply = pack({"ok": True, "models": sorted(backends)})
                 else:
                     backend = backends[header["model"]]
-                    reply = pack({"ok": True}, {"output": backend.run(feeds)})
+                    started = time.perf_counter()
+                    try:
+                        output = backend.run(feeds)
+                    except Exception:
+                        observe(header["model"], time.perf_counter() - started, False)
+                        raise
+                    observe(header["model"], time.perf_counter() - started, True)
+                    reply = pack({"ok": True}, {"output": output})
             except Exception as exc:  # the worker raises it for its callers; we keep serving
                 reply = pack({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
             try:
                 conn.send_bytes(reply)
             except OSError:
                 return
+
+
+def _metrics_observer() -> RunObserver:
+    """Record runs where the server aggregates metrics across processes, else nowhere."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return _ignore  # this process's own registry would never be scraped
+    from nluserve.observability.metrics import INFERENCE_PROCESS_FAILURES, INFERENCE_PROCESS_RUN
+
+    def observe(model: str, seconds: float, ok: bool) -> None:
+        if ok:
+            INFERENCE_PROCESS_RUN.labels(model).observe(seconds)
+        else:
+            INFERENCE_PROCESS_FAILURES.labels(model).inc()
+
+    return observe
 
 
 def main() -> None:
@@ -74,6 +107,7 @@ def main() -> None:
     except NluserveError as exc:  # no provider, a missing or corrupt model: one line, not a trace
         log.error("inference process: %s", exc)
         sys.exit(1)
+    observe = _metrics_observer()
     address = config["address"]
     Path(address).unlink(missing_ok=True)  # left by a predecessor that was killed
     listener = Listener(address, family="AF_UNIX", authkey=bytes.fromhex(config["authkey"]))
@@ -86,7 +120,9 @@ def main() -> None:
             except (AuthenticationError, EOFError, ConnectionError) as exc:
                 log.warning("inference process: refused a connection (%s)", type(exc).__name__)
                 continue
-            threading.Thread(target=serve_connection, args=(conn, backends), daemon=True).start()
+            threading.Thread(
+                target=serve_connection, args=(conn, backends, observe), daemon=True
+            ).start()
 
     threading.Thread(target=accept, daemon=True, name="accept").start()
     sys.stdout.write("ready\n")  # the parent waits for this line (protocol, not a log)

@@ -195,6 +195,12 @@ def test_served_over_http_by_two_workers_that_hold_no_session(
                 for r in answer.json()["results"]
             ]
             assert got == expected
+        # The graph's own time, recorded by the inference process, is part of /metrics.
+        exposition = httpx.get(url + "/metrics").text
+        runs = metric(exposition, "nluserve_inference_process_run_seconds_count", {"model": "tiny"})
+        batches = metric(exposition, "nluserve_batch_size_texts_count", {"model": "tiny"})
+        assert runs >= 6 and runs >= batches
+        assert metric(exposition, "nluserve_inference_process_run_seconds_sum") > 0
 
         group = _group(proc.pid)
         hosts = [p for p, cmd in group.items() if "nluserve.runtime.host" in cmd]
@@ -245,3 +251,26 @@ def _group(pgid: int) -> dict[int, str]:
         except (ProcessLookupError, FileNotFoundError, PermissionError):
             continue
     return found
+
+
+def test_one_worker_with_the_process_reports_both_processes_metrics(
+    tiny_ner_dir: Path, tmp_path: Path
+) -> None:
+    # One uvicorn worker needs no shared metrics directory of its own; the inference process
+    # beside it does, or its runs would never reach /metrics.
+    srv = start_server(
+        tmp_path,
+        ["--workers", "1", "--models", str(tiny_ner_dir)],
+        {"NLUSERVE_INFERENCE_PROCESS": "on"},
+    )
+    try:
+        wait_ready(srv)
+        for _ in range(3):
+            assert _predict(srv.url, {"text": TEXTS[0]}).status_code == 200
+        exposition = httpx.get(srv.url + "/metrics").text
+        assert metric(exposition, "nluserve_inference_process_run_seconds_count") >= 3
+        requests = metric(exposition, "nluserve_http_requests_total", {"status": "200"})
+        assert requests >= 3  # the worker's own metrics are still there
+    finally:
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.proc.wait(timeout=60)

@@ -18,14 +18,16 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from nluserve.data.readers import read_examples
 from nluserve.runtime.features import encode_batch
 from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.tokenizer import PAD, SPECIALS, UNK, Vocab
@@ -92,7 +94,7 @@ def pretrain(
     vocab: Vocab,
     lexicon: Lexicon,
     cfg: PretrainConfig,
-    collate,  # type: ignore[no-untyped-def]
+    collate: Callable[[list[dict[str, np.ndarray]]], list[torch.Tensor]],
 ) -> list[dict[str, float]]:
     """Train ``encoder`` in place on masked-character prediction; return the per-epoch history."""
     pieces = corpus_windows(texts, cfg.max_length)
@@ -130,8 +132,7 @@ def pretrain(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            if step <= total_steps:
-                sched.step()
+            sched.step()
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
             correct += int((logits.argmax(-1) == target).sum())
             seen += int(target.numel())
@@ -153,17 +154,7 @@ def pretrain(
 
 def load_texts(paths: Sequence[str]) -> list[str]:
     """Texts of extra corpus files (any format ``read_examples`` reads); labels are ignored."""
-    from pathlib import Path
-
-    from nluserve.data.readers import read_examples
-
     texts: list[str] = []
     for p in paths:
         texts += [e.text for e in read_examples(Path(p))[1] if e.text.strip()]
     return texts
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

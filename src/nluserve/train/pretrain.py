@@ -152,9 +152,9 @@ def pretrain(
     return history
 
 
-def load_texts(paths: Sequence[str]) -> list[str]:
+def load_texts(paths: Sequence[Path]) -> list[str]:
     """Texts of extra corpus files (any format ``read_examples`` reads); labels are ignored."""
     texts: list[str] = []
     for p in paths:
-        texts += [e.text for e in read_examples(Path(p))[1] if e.text.strip()]
+        texts += [e.text for e in read_examples(p)[1] if e.text.strip()]
     return texts

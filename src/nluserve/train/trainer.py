@@ -28,7 +28,8 @@ from nluserve.runtime.ngrams import NgramIndex
 from nluserve.runtime.results import ClassResult
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
-from nluserve.train.net import Ensemble, Net, NetConfig, TrainedNet, span_loss
+from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
+from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
 
 
 @dataclass
@@ -302,19 +303,21 @@ def train(cfg: TrainConfig) -> Manifest:
     return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra, compact=cfg.compact)
 
 
-def _pretrain(  # type: ignore[no-untyped-def]
-    cfg: TrainConfig, net_cfg: NetConfig, train_ex, val_ex, vocab: Vocab, lexicon: Lexicon
+def _pretrain(
+    cfg: TrainConfig,
+    net_cfg: NetConfig,
+    train_ex: list[Example],
+    val_ex: list[Example],
+    vocab: Vocab,
+    lexicon: Lexicon,
 ) -> tuple[dict[str, torch.Tensor] | None, str]:
     """The pretrained encoder's weights (or None) and a note for the manifest."""
     if cfg.pretrain_epochs <= 0:
         return None, ""
-    from nluserve.train.net import Encoder
-    from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
-
-    # Validation sentences are never seen, not even unlabelled: an extra corpus may be the
-    # training file itself (NER pretrains on its own file's sentences).
+    # Validation sentences stay unseen, even unlabelled: an extra corpus may be the training
+    # file itself, or hold the same sentences.
     held_out = {e.text for e in val_ex}
-    extra = [t for t in load_texts([str(p) for p in cfg.pretrain_data]) if t not in held_out]
+    extra = [t for t in load_texts(cfg.pretrain_data) if t not in held_out]
     texts = [e.text for e in train_ex] + extra
     torch.manual_seed(cfg.seed)
     encoder = Encoder(net_cfg)

@@ -86,6 +86,8 @@ def test_pretraining_learns_to_fill_in_masked_characters() -> None:
 
 def test_corpus_windows_cut_long_texts_and_drop_blank_ones() -> None:
     assert corpus_windows(["abcdefg", "  ", "xy"], 3) == ["abc", "def", "g", "xy"]
+    # A sentence break inside the window is where the cut goes, as the runtime windows text.
+    assert corpus_windows(["今天很好。明天下雨"], 7) == ["今天很好。", "明天下雨"]
 
 
 def test_training_with_pretraining_excludes_validation_and_ships_a_working_model(

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nluserve.data.readers import read_examples
+from nluserve.runtime import windows
 from nluserve.runtime.features import encode_batch
 from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.tokenizer import PAD, SPECIALS, UNK, Vocab
@@ -46,11 +47,11 @@ class PretrainConfig:
 
 
 def corpus_windows(texts: Sequence[str], max_length: int) -> list[str]:
-    """Non-empty texts cut into consecutive pieces of at most ``max_length`` characters."""
+    """Non-empty texts cut as the runtime windows them (at sentence breaks), without overlap."""
     out: list[str] = []
     for text in texts:
-        for start in range(0, len(text), max_length):
-            piece = text[start : start + max_length]
+        for w in windows.split(text, max_length, overlap=0):
+            piece = text[w.start : w.end]
             if piece.strip():
                 out.append(piece)
     return out

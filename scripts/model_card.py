@@ -24,7 +24,18 @@ def card(name: str) -> str:
             f"span threshold: {m.threshold}" if m.task == "ner" else f"temperature: {m.temperature}"
         ),
     ]
-    if m.training:
+    refit = m.metrics.get("refit")
+    if m.training and refit:
+        t = m.training
+        lines += [
+            f"- data: `{t.data}`, all {t.n_train} records (a refit; seed {t.seed})",
+            f"- {t.notes}",
+            f"- the validated run ({refit['validated_version']}): {refit['validated_notes']}",
+            "- retrain in two steps: the validated run, "
+            f"`{_out(str(refit['validated_command']), '/tmp/validated/' + m.name)}`, "
+            f"then the refit, `{t.command}`",
+        ]
+    elif m.training:
         t = m.training
         lines += [
             f"- data: `{t.data}` ({t.n_train} training / {t.n_validation} validation records, seed {t.seed})",
@@ -32,12 +43,15 @@ def card(name: str) -> str:
             f"- retrain: `{t.command}`",
         ]
     keys = ("precision", "recall", "f1") if m.task == "ner" else ("accuracy", "macro_f1")
-    lines += [
-        "",
-        "Validation (held out from the training file, never trained on): "
-        + ", ".join(f"{k} **{val.get(k)}**" for k in keys),
-        "",
-    ]
+    heading = (
+        f"Validation of the validated run ({refit['validated_n_train']} training / "
+        f"{refit['validated_n_validation']} validation records; the shipped weights are that "
+        "recipe refit on all records, so these numbers describe the recipe, not a score of "
+        "the shipped weights on unseen records)"
+        if refit
+        else "Validation (held out from the training file, never trained on)"
+    )
+    lines += ["", heading + ": " + ", ".join(f"{k} **{val.get(k)}**" for k in keys), ""]
     cal = val.get("calibration")
     if isinstance(cal, dict):
         lines += [
@@ -60,6 +74,14 @@ def card(name: str) -> str:
                 f"{row['f1']} | {row['support']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _out(command: str, out: str) -> str:
+    """The validated run's command with its output directory where the refit reads it from."""
+    words = command.split()
+    if "--out" in words:
+        words[words.index("--out") + 1] = out
+    return " ".join(words)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,15 @@ def show(name: str, as_json: JsonOpt = False) -> None:
         for k, v in val.items()
         if k in ("precision", "recall", "f1", "accuracy", "macro_f1", "n")
     }
-    console.print(f"validation: {summary}")
+    refit = manifest.metrics.get("refit")
+    if refit:
+        # The weights saw these records: the numbers are the validated run's, not theirs.
+        console.print(
+            f"validation of the validated run {refit.get('validated_version')}: {summary} "
+            "(these weights are that recipe refit on every record)"
+        )
+    else:
+        console.print(f"validation: {summary}")
     if manifest.training:
         console.print(f"trained from {manifest.training.data}: {manifest.training.command}")
 

@@ -81,6 +81,14 @@ def train(
     pretrain_minutes: Annotated[
         float, typer.Option(help="stop pretraining after this many minutes")
     ] = 30.0,
+    refit_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="a validated run's model directory (trained with --swa-from): train again on "
+            "every record, validation included, with that run's epochs, step-size schedule, "
+            "threshold or temperature and linear mix; its validation numbers are kept",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 13,
     val_fraction: Annotated[
         float, typer.Option(help="share of the file held out for validation")
@@ -97,6 +105,7 @@ def train(
     """Train a model on a corpus file, keeping the best epoch on a held-out validation split."""
     try:
         from nluserve.train.lexicon_build import write_jieba_lexicon
+        from nluserve.train.refit import RefitError
         from nluserve.train.trainer import TrainConfig
         from nluserve.train.trainer import train as run_training
     except ImportError as exc:
@@ -130,16 +139,22 @@ def train(
         seed=seed,
         val_fraction=val_fraction,
         limit=limit,
+        refit_from=refit_from,
         lexicon=lex_path,
         threads=threads,
         version=version,
         command="nluserve train " + shlex.join(sys.argv[2:]),
     )
-    manifest = run_training(cfg)
-    if lex_path:
-        lex_path.unlink(missing_ok=True)
+    try:
+        manifest = run_training(cfg)
+    except RefitError as exc:
+        fail(f"cannot refit: {exc}")
+    finally:
+        if lex_path:
+            lex_path.unlink(missing_ok=True)
     val = manifest.metrics.get("validation", {})
     shown = {
         k: v for k, v in val.items() if k in ("precision", "recall", "f1", "accuracy", "macro_f1")
     }
-    typer.echo(f"wrote {out} (validation: {shown})")
+    source = " of the validated run" if refit_from else ""
+    typer.echo(f"wrote {out} (validation{source}: {shown})")

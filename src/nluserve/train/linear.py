@@ -55,13 +55,22 @@ def attach(
     val: list[Example],
     index: dict[str, int],
     score: Callable[[], float],
+    chosen: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Fit (C by cross-validation), choose the mixing weight on validation, write into ``net``."""
+    """Fit (C by cross-validation), choose the mixing weight on validation, write into ``net``.
+
+    ``chosen`` (a refit, train/refit.py) gives both C and the mixing weight instead."""
     x_train = features([e.text for e in train], ngrams)
-    x_val = features([e.text for e in val], ngrams)
     y_train = np.array([index[e.label or ""] for e in train])
-    y_val = np.array([index[e.label or ""] for e in val])
     n_labels = len(index)
+    if chosen:
+        c, alpha = float(chosen["linear_C"]), float(chosen["mix"])
+        weights, bias = _fit(x_train, y_train, _ratios(x_train, y_train, n_labels), n_labels, c)
+        _load(net, weights, bias, alpha)
+        tqdm.write(f"linear C={c}, mix {alpha:.2f}: as the validated run chose", file=sys.stderr)
+        return {"linear_C": c, "mix": alpha}
+    x_val = features([e.text for e in val], ngrams)
+    y_val = np.array([index[e.label or ""] for e in val])
     best_c, best_cv = 1.0, -1.0
     for c in C_GRID:
         cv = _cross_validate(x_train, y_train, n_labels, c)

@@ -30,6 +30,7 @@ from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
 from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
+from nluserve.train.refit import Reference, RefitError, load_reference
 
 
 @dataclass
@@ -61,6 +62,9 @@ class TrainConfig:
     pretrain_epochs: int = 0  # masked-character pretraining of the encoder (train/pretrain.py)
     pretrain_data: tuple[Path, ...] = ()  # extra unlabelled text; the training split is always used
     pretrain_minutes: float = 30.0
+    refit_from: Path | None = (
+        None  # a validated run's directory: train on everything with its choices
+    )
     lexicon: Path | None = None
     threads: int | None = None
     description: str = ""
@@ -169,11 +173,17 @@ def train(cfg: TrainConfig) -> Manifest:
     fmt, examples = examples_for(cfg.task, cfg.data)
     if cfg.limit:
         examples = examples[: cfg.limit]
-    train_ex, val_ex = split(examples, cfg.val_fraction, cfg.seed)
+    reference = load_reference(cfg.refit_from) if cfg.refit_from else None
+    if reference is not None:
+        train_ex, val_ex = examples, []
+    else:
+        train_ex, val_ex = split(examples, cfg.val_fraction, cfg.seed)
     if cfg.task == "ner":
         codes = sorted({s.label for e in examples for s in e.spans})
     else:
         codes = sorted({e.label or "" for e in examples}, key=lambda c: (c != "negative", c))
+    if reference is not None:
+        _check_reference(cfg, reference, codes)
     labels = [label_for(c) for c in codes]
     index = {c: i for i, c in enumerate(codes)}
     lexicon = Lexicon.load(cfg.lexicon) if cfg.lexicon else Lexicon(set())
@@ -234,6 +244,7 @@ def train(cfg: TrainConfig) -> Manifest:
                 _Data(train_items, feats, lengths, val_ex, index),
                 seed,
                 label=f"member {member + 1}/{cfg.members}: " if cfg.members > 1 else "",
+                replay=reference.schedule(seed) if reference else None,
             )
         )
     net: TrainedNet = trained[0][0]
@@ -241,10 +252,11 @@ def train(cfg: TrainConfig) -> Manifest:
     best_epoch = trained[-1][2]
     ensemble_note = ""
     if cfg.members > 1:
+        net = Ensemble(net_cfg, [t[0] for t in trained])
+    if cfg.members > 1 and val_ex:
         # Each member's own validation score and the average's, before the linear part: the
         # evidence for (or against) shipping several networks instead of one.
         alone = [_score(cfg, Model(manifest, TorchBackend(t[0]), encoder), val_ex) for t in trained]
-        net = Ensemble(net_cfg, [t[0] for t in trained])
         averaged = _score(cfg, Model(manifest, TorchBackend(net), encoder), val_ex)
         ensemble_note = (
             f"{cfg.members} networks (seeds {cfg.seed}-{cfg.seed + cfg.members - 1}), logits "
@@ -261,7 +273,24 @@ def train(cfg: TrainConfig) -> Manifest:
         def val_accuracy() -> float:
             return float(evaluate(evaluator, val_ex)["accuracy"])  # type: ignore[arg-type]
 
-        linear_info = attach(net, ngrams, train_items, val_ex, index, val_accuracy)
+        linear_info = attach(
+            net,
+            ngrams,
+            train_items,
+            val_ex,
+            index,
+            val_accuracy,
+            reference.linear if reference else None,
+        )
+    if reference is not None:
+        return _export_refit(
+            cfg,
+            reference,
+            _Refitted(net, net_cfg, manifest, vocab, lexicon, ngrams),
+            examples,
+            fmt,
+            history,
+        )
     if cfg.task == "ner" and cfg.calibrate:
         manifest = _calibrate(manifest, net, encoder, val_ex)
         evaluator = Model(manifest, TorchBackend(net), encoder)
@@ -301,6 +330,81 @@ def train(cfg: TrainConfig) -> Manifest:
     if ngrams is not None:
         extra[NGRAMS_FILE] = json.dumps(list(ngrams.ids), ensure_ascii=False)
     return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra, compact=cfg.compact)
+
+
+def _check_reference(cfg: TrainConfig, reference: Reference, codes: list[str]) -> None:
+    """Refuse a refit whose recipe cannot match the validated run's."""
+    ref = reference.manifest
+    if ref.task != cfg.task or [lab.code for lab in ref.labels] != [
+        label_for(c).code for c in codes
+    ]:
+        raise RefitError(f"{reference.path} was trained for other labels or another task")
+    if cfg.swa_from != reference.swa_from:
+        raise RefitError(
+            f"{reference.path} averaged weights from epoch {reference.swa_from}; "
+            f"pass --swa-from {reference.swa_from}"
+        )
+    if cfg.linear != bool(reference.linear):
+        raise RefitError(f"{reference.path} {'had' if reference.linear else 'had no'} linear part")
+    if len(reference.epochs) != cfg.members:
+        raise RefitError(f"{reference.path} trained {len(reference.epochs)} network(s)")
+
+
+@dataclass
+class _Refitted:
+    net: TrainedNet
+    net_cfg: NetConfig
+    manifest: Manifest
+    vocab: Vocab
+    lexicon: Lexicon
+    ngrams: NgramIndex | None
+
+
+def _export_refit(
+    cfg: TrainConfig,
+    reference: Reference,
+    fitted: _Refitted,
+    examples: list[Example],
+    fmt: str,
+    history: list[dict[str, float | None]],
+) -> Manifest:
+    from nluserve.models.store import sha256_file
+    from nluserve.train.export import export_model_dir
+    from nluserve.train.refit import refit_manifest
+
+    ref = reference.manifest
+    calibrated = fitted.manifest.model_copy(
+        update={"threshold": ref.threshold, "temperature": ref.temperature}
+    )
+    evaluator = Model(
+        calibrated, TorchBackend(fitted.net), _encoder(fitted.vocab, fitted.lexicon, fitted.ngrams)
+    )
+    former = split(
+        examples, reference.former_validation_fraction(len(examples)), ref.training.seed or 0
+    )[1]  # type: ignore[union-attr]
+    fit = {k: v for k, v in evaluate(evaluator, former).items() if k != "per_label"}
+    tqdm.write(f"fit on the former validation records (seen in training): {fit}", file=sys.stderr)
+    manifest = refit_manifest(
+        calibrated,
+        reference,
+        len(examples),
+        {
+            "data": f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})",
+            "data_sha256": sha256_file(cfg.data),
+            "seed": cfg.seed,
+            "command": cfg.command,
+        },
+        fit,
+    )
+    extra = {
+        "net_config.json": json.dumps(fitted.net_cfg.to_dict(), indent=2),
+        "history.json": json.dumps(history, indent=2),
+    }
+    if fitted.ngrams is not None:
+        extra[NGRAMS_FILE] = json.dumps(list(fitted.ngrams.ids), ensure_ascii=False)
+    return export_model_dir(
+        fitted.net, manifest, fitted.vocab, fitted.lexicon, cfg.out, extra, compact=cfg.compact
+    )
 
 
 def _pretrain(
@@ -353,9 +457,18 @@ class _Data:
 
 
 def _fit_net(
-    cfg: TrainConfig, net: TrainedNet, evaluator: Model, data: _Data, seed: int, label: str = ""
-) -> tuple[Net, list[dict[str, float]], int]:
-    """One network's epochs: (the averaged or best weights loaded, history, last/best epoch)."""
+    cfg: TrainConfig,
+    net: TrainedNet,
+    evaluator: Model,
+    data: _Data,
+    seed: int,
+    label: str = "",
+    replay: list[float] | None = None,
+) -> tuple[Net, list[dict[str, float | None]], int]:
+    """One network's epochs: (the averaged or best weights loaded, history, last/best epoch).
+
+    With ``replay`` (a refit: no validation records) the epochs are the replayed run's and its
+    validation scores drive the step-size schedule, so it halves at the same epochs."""
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     # Halve the step size whenever validation stalls: late epochs refine instead of overfitting.
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1)
@@ -365,8 +478,8 @@ def _fit_net(
     # swings by two points from one epoch to the next, so picking the best epoch picks noise.
     averaged = AveragedModel(net) if cfg.swa_from else None
     started = time.monotonic()
-    history: list[dict[str, float]] = []
-    for epoch in range(1, cfg.epochs + 1):
+    history: list[dict[str, float | None]] = []
+    for epoch in range(1, (len(replay) if replay is not None else cfg.epochs) + 1):
         net.train()
         batches = _batches(len(data.items), data.lengths, cfg.batch_size, rng)
         bar = tqdm(batches, desc=f"{label}epoch {epoch}", file=sys.stderr, mininterval=2.0)
@@ -387,21 +500,24 @@ def _fit_net(
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
             bar.set_postfix(loss=f"{running:.4f}", best=f"{best_score:.2f}")
         net.eval()
-        score = _score(cfg, evaluator, data.val)
+        measured = _score(cfg, evaluator, data.val) if replay is None else None
+        score = measured if measured is not None else replay[epoch - 1]  # type: ignore[index]
         elapsed = (time.monotonic() - started) / 60
         history.append(
-            {"epoch": epoch, "loss": round(running, 4), "val": score, "minutes": round(elapsed, 1)}
+            {"epoch": epoch, "loss": round(running, 4), "val": measured}
+            | {"lr": opt.param_groups[0]["lr"], "minutes": round(elapsed, 1)}
             | ({"seed": seed} if cfg.members > 1 else {})
         )
+        shown = f"validation {score:.2f}" if measured is not None else "refit"
         tqdm.write(
-            f"{label}epoch {epoch}: loss {running:.4f} validation {score:.2f} ({elapsed:.1f} min)",
+            f"{label}epoch {epoch}: loss {running:.4f} {shown} ({elapsed:.1f} min)",
             file=sys.stderr,
         )
         if averaged is not None and cfg.swa_from and epoch >= cfg.swa_from:
             # A constant step size while averaging, as SWA does; no early stop on validation.
             averaged.update_parameters(net)
             best_epoch = epoch
-            if elapsed >= cfg.max_minutes / cfg.members:
+            if replay is None and elapsed >= cfg.max_minutes / cfg.members:
                 break
             continue
         sched.step(score)

@@ -24,7 +24,10 @@ from nluserve.train.trainer import examples_for, split
 def per_item(task: str, ref: str, texts: list[str], golds: list[object]) -> np.ndarray:
     """Per validation item: (true positives, predicted, gold) for NER, (right, 1, 1) otherwise."""
     rows = []
-    for gold, pred in zip(golds, load_model(ref, threads=2).predict(texts), strict=True):
+    model = load_model(ref, threads=2)
+    if "refit" in model.manifest.metrics:
+        print(f"warning: {ref} is a refit that trained on these records; its number is a fit")
+    for gold, pred in zip(golds, model.predict(texts), strict=True):
         if task == "ner":
             assert isinstance(pred, NerResult) and isinstance(gold, set)
             found = {(e.start, e.end, e.label) for e in pred.entities}

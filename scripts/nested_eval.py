@@ -21,6 +21,8 @@ def main(model_name: str, data: str, seed: int = 13, fraction: float = 0.1) -> N
     random.Random(seed).shuffle(idx)
     val = [examples[i] for i in sorted(idx[: round(len(idx) * fraction)])]  # trainer.split's rule
     model = load_model(model_name)
+    if "refit" in model.manifest.metrics:
+        print(f"warning: {model_name} is a refit that trained on these records; recall is a fit")
     preds = model.predict([e.text for e in val])
     counts = {"nested": [0, 0], "outer": [0, 0]}
     for ex, res in zip(val, preds, strict=True):

@@ -53,11 +53,11 @@ class Reference:
             raise RefitError(f"the validated run trained no network with seed {seed}")
         return self.epochs[seed]
 
-    def former_validation_fraction(self, n_records: int) -> float:
-        """The fraction that reproduces the validated run's split of ``n_records`` records."""
+    def former_split(self, n_records: int) -> tuple[float, int]:
+        """(fraction, seed) that reproduce the validated run's split of ``n_records`` records."""
         training = self.manifest.training
-        assert training is not None and training.n_validation
-        return training.n_validation / n_records
+        assert training is not None and training.n_validation  # load_reference checked
+        return training.n_validation / n_records, training.seed or 0
 
 
 _AVERAGED = re.compile(r"weights averaged over epochs (\d+)-(\d+) of (\d+)")

@@ -62,9 +62,8 @@ class TrainConfig:
     pretrain_epochs: int = 0  # masked-character pretraining of the encoder (train/pretrain.py)
     pretrain_data: tuple[Path, ...] = ()  # extra unlabelled text; the training split is always used
     pretrain_minutes: float = 30.0
-    refit_from: Path | None = (
-        None  # a validated run's directory: train on everything with its choices
-    )
+    # A validated run's directory: train on every record with that run's choices (train/refit.py).
+    refit_from: Path | None = None
     lexicon: Path | None = None
     threads: int | None = None
     description: str = ""
@@ -379,9 +378,8 @@ def _export_refit(
     evaluator = Model(
         calibrated, TorchBackend(fitted.net), _encoder(fitted.vocab, fitted.lexicon, fitted.ngrams)
     )
-    former = split(
-        examples, reference.former_validation_fraction(len(examples)), ref.training.seed or 0
-    )[1]  # type: ignore[union-attr]
+    fraction, seed = reference.former_split(len(examples))
+    former = split(examples, fraction, seed)[1]
     fit = {k: v for k, v in evaluate(evaluator, former).items() if k != "per_label"}
     tqdm.write(f"fit on the former validation records (seen in training): {fit}", file=sys.stderr)
     manifest = refit_manifest(

@@ -2,9 +2,10 @@
 
 A validated run spends 10 % of a small corpus on choosing things (the epochs to average, the span
 threshold or logit temperature, the linear part's C and mixing weight). Once they are chosen,
-holding those records out of the shipped weights only costs data: on ChnSentiCorp the linear
-part's 5-fold learning curve rises about 0.2 points per extra tenth of the data. So a refit takes
-every choice from the validated run's model directory instead of making it again:
+holding those records out of the shipped weights only costs data (on ChnSentiCorp the linear
+part gains about a point per doubling, scripts/linear_learning_curve.py; on CMeEE the tenth
+before the last was worth 1.6 F1, docs/models.md). So a refit takes every choice from the
+validated run's model directory instead of making it again:
 
 - the number of epochs and the weight-averaging window;
 - the step-size schedule: the validated run halved the step size when its validation score

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nluserve import load_model
 from nluserve.models import store
 from nluserve.runtime.results import ClassResult, NerResult
@@ -85,6 +87,35 @@ def test_refit_trains_on_every_record_with_the_validated_runs_choices(tmp_path: 
     assert f"validation of the validated run {before.version}" in shown.stdout
     results = load_model(refit).predict(["房间干净", "卫生很差"])
     assert all(isinstance(r, ClassResult) for r in results)
+
+
+@pytest.mark.parametrize(
+    ("scores", "steps"),
+    [
+        # Stalled after epoch 1: the scheduler halved after epoch 3 (two epochs without gain).
+        ((50.0, 40.0, 40.0, 40.0), [2e-3, 2e-3, 2e-3, 1e-3]),
+        # Gaining until epoch 2: one stale epoch, no halving (a constant replay would halve).
+        ((50.0, 60.0, 60.0, 60.0), [2e-3, 2e-3, 2e-3, 2e-3]),
+    ],
+)
+def test_refit_halves_the_step_size_where_the_validated_run_did(
+    tmp_path: Path, scores: tuple[float, ...], steps: list[float]
+) -> None:
+    data = _reviews(tmp_path / "reviews.csv")
+    validated = tmp_path / "validated"
+    recipe = [*RECIPE, "--wide", "--linear"]
+    recipe[recipe.index("--swa-from") + 1] = "4"
+    common = ("classification", "--data", str(data), *recipe)
+    assert train(*common, "--out", str(validated)).returncode == 0
+    # The validated run's scores drive the refit's schedule, though the refit validates nothing.
+    rows = _history(validated)
+    for row, score in zip(rows, scores, strict=True):
+        row["val"] = score
+    (validated / "history.json").write_text(json.dumps(rows), "utf-8")
+    refit = tmp_path / "refit"
+    proc = train(*common, "--out", str(refit), "--refit-from", str(validated))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["lr"] for r in _history(refit)] == steps
 
 
 def test_refit_of_a_ner_run_keeps_its_span_threshold(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nluserve.models.manifest import Manifest
+from nluserve.models.manifest import Manifest, TrainingInfo
 from nluserve.models.store import read_manifest
 
 
@@ -122,8 +122,6 @@ def refit_manifest(
 ) -> Manifest:
     """The shipped manifest: the reference's calibration and validation numbers, the refit's
     provenance, and how the refit scores on the records it no longer holds out."""
-    from nluserve.models.manifest import TrainingInfo
-
     ref = reference.manifest
     assert ref.training is not None
     info = TrainingInfo.model_validate(

@@ -162,8 +162,6 @@ def _batches(n_items: int, lengths: list[int], size: int, rng: random.Random) ->
 
 def train(cfg: TrainConfig) -> Manifest:
     """Train, keep the best epoch on validation, export the model directory, return its manifest."""
-    from nluserve.train.export import export_model_dir
-
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -281,15 +279,9 @@ def train(cfg: TrainConfig) -> Manifest:
             val_accuracy,
             reference.linear if reference else None,
         )
+    fitted = _Fitted(net, net_cfg, manifest, vocab, lexicon, ngrams)
     if reference is not None:
-        return _export_refit(
-            cfg,
-            reference,
-            _Refitted(net, net_cfg, manifest, vocab, lexicon, ngrams),
-            examples,
-            fmt,
-            history,
-        )
+        return _export_refit(cfg, reference, fitted, examples, fmt, history)
     if cfg.task == "ner" and cfg.calibrate:
         manifest = _calibrate(manifest, net, encoder, val_ex)
         evaluator = Model(manifest, TorchBackend(net), encoder)
@@ -301,34 +293,26 @@ def train(cfg: TrainConfig) -> Manifest:
     if calibration:
         final["calibration"] = calibration
     from nluserve.models.manifest import TrainingInfo
-    from nluserve.models.store import sha256_file
 
+    notes = (
+        pretrain_note
+        + ensemble_note
+        + (f"linear part {linear_info}; " if linear_info else "")
+        + _epoch_note(cfg, best_epoch, len(trained[-1][1]))
+        + f"; validation = seeded {cfg.val_fraction:.0%} of the training file, never trained on"
+    )
+    training = _provenance(cfg, fmt) | {
+        "n_train": len(train_ex),
+        "n_validation": len(val_ex),
+        "notes": notes,
+    }
     manifest = manifest.model_copy(
         update={
-            "training": TrainingInfo(
-                data=f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})",
-                data_sha256=sha256_file(cfg.data),
-                n_train=len(train_ex),
-                n_validation=len(val_ex),
-                seed=cfg.seed,
-                command=cfg.command,
-                notes=pretrain_note
-                + ensemble_note
-                + (f"linear part {linear_info}; " if linear_info else "")
-                + _epoch_note(cfg, best_epoch, len(trained[-1][1]))
-                + "; validation = seeded "
-                f"{cfg.val_fraction:.0%} of the training file, never trained on",
-            ),
+            "training": TrainingInfo.model_validate(training),
             "metrics": {"validation": final},
         }
     )
-    extra = {
-        "net_config.json": json.dumps(net_cfg.to_dict(), indent=2),
-        "history.json": json.dumps(history, indent=2),
-    }
-    if ngrams is not None:
-        extra[NGRAMS_FILE] = json.dumps(list(ngrams.ids), ensure_ascii=False)
-    return export_model_dir(net, manifest, vocab, lexicon, cfg.out, extra, compact=cfg.compact)
+    return _export(cfg, replace(fitted, manifest=manifest), history)
 
 
 def _check_reference(cfg: TrainConfig, reference: Reference, codes: list[str]) -> None:
@@ -350,7 +334,9 @@ def _check_reference(cfg: TrainConfig, reference: Reference, codes: list[str]) -
 
 
 @dataclass
-class _Refitted:
+class _Fitted:
+    """A trained network and everything its model directory ships with it."""
+
     net: TrainedNet
     net_cfg: NetConfig
     manifest: Manifest
@@ -362,13 +348,11 @@ class _Refitted:
 def _export_refit(
     cfg: TrainConfig,
     reference: Reference,
-    fitted: _Refitted,
+    fitted: _Fitted,
     examples: list[Example],
     fmt: str,
     history: list[dict[str, float | None]],
 ) -> Manifest:
-    from nluserve.models.store import sha256_file
-    from nluserve.train.export import export_model_dir
     from nluserve.train.refit import refit_manifest
 
     ref = reference.manifest
@@ -386,22 +370,44 @@ def _export_refit(
         calibrated,
         reference,
         len(examples),
-        {
-            "data": f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})",
-            "data_sha256": sha256_file(cfg.data),
-            "seed": cfg.seed,
-            "command": cfg.command,
-        },
+        _provenance(cfg, fmt),
         fit,
     )
+    return _export(cfg, replace(fitted, manifest=manifest), history)
+
+
+def _provenance(cfg: TrainConfig, fmt: str) -> dict[str, object]:
+    """What data and command produced the weights (the manifest's ``training`` fields)."""
+    from nluserve.models.store import sha256_file
+
+    return {
+        "data": f"{cfg.data.parent.name}/{cfg.data.name} ({fmt})",
+        "data_sha256": sha256_file(cfg.data),
+        "seed": cfg.seed,
+        "command": cfg.command,
+    }
+
+
+def _export(
+    cfg: TrainConfig, fitted: _Fitted, history: Sequence[dict[str, float | None]]
+) -> Manifest:
+    """Write the model directory: graph, manifest, vocabulary, lexicon and training files."""
+    from nluserve.train.export import export_model_dir
+
     extra = {
         "net_config.json": json.dumps(fitted.net_cfg.to_dict(), indent=2),
-        "history.json": json.dumps(history, indent=2),
+        "history.json": json.dumps(list(history), indent=2),
     }
     if fitted.ngrams is not None:
         extra[NGRAMS_FILE] = json.dumps(list(fitted.ngrams.ids), ensure_ascii=False)
     return export_model_dir(
-        fitted.net, manifest, fitted.vocab, fitted.lexicon, cfg.out, extra, compact=cfg.compact
+        fitted.net,
+        fitted.manifest,
+        fitted.vocab,
+        fitted.lexicon,
+        cfg.out,
+        extra,
+        compact=cfg.compact,
     )
 
 

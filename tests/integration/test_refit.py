@@ -133,6 +133,12 @@ def test_refit_of_a_ner_run_keeps_its_span_threshold(tmp_path: Path) -> None:
     [res] = load_model(refit).predict([text])
     assert isinstance(res, NerResult)
     assert all(text[e.start : e.end] == e.text for e in res.entities)
+    # Another network is another recipe: its validation numbers would not be the refit's.
+    other = tmp_path / "other"
+    proc = train(*common, "--layers", "2", "--out", str(other), "--refit-from", str(validated))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "another network: layers 1 (not 2)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (other / "manifest.json").exists()
 
 
 def test_refit_refuses_what_it_cannot_replay(tmp_path: Path) -> None:

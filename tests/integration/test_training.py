@@ -117,10 +117,11 @@ def test_smoke_classification_training_with_the_linear_mix_and_weight_averaging(
     )
 
 
-@pytest.mark.parametrize("task", ["ner", "classification"])
-def test_onnx_runtime_agrees_with_pytorch(task: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("task", "layers"), [("ner", 1), ("classification", 1), ("ner", 2)])
+def test_onnx_runtime_agrees_with_pytorch(task: str, layers: int, tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = NetConfig(
+        layers=layers,
         n_chars=50,
         n_bigrams=80,
         n_labels=3,
@@ -160,6 +161,20 @@ def test_onnx_runtime_agrees_with_pytorch(task: str, tmp_path: Path) -> None:
     got = OnnxBackend(path, threads=1).run(feeds)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_texts_outputs_do_not_depend_on_its_batchs_padding(layers: int) -> None:
+    torch.manual_seed(0)
+    net = Net(replace(_small_cfg("ner", linear=False), layers=layers)).eval()
+    feeds = _feeds(50, 80, linear=False)
+    row = 1  # 4 characters, padded to 9 in the batch
+    alone = {k: v[row : row + 1, :4] if v.ndim > 1 else v[row : row + 1] for k, v in feeds.items()}
+    with torch.no_grad():
+        batched = net(*(torch.from_numpy(a) for a in feeds.values())).numpy()
+        single = net(*(torch.from_numpy(a) for a in alone.values())).numpy()
+    # span logits (batch, labels, start, end): the text's own 4 x 4 spans must match exactly
+    assert np.abs(batched[row, :, :4, :4] - single[0]).max() < 1e-5
 
 
 def _feeds(n_chars: int, n_bigrams: int, linear: bool) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ def train(
     ] = 4,
     max_minutes: Annotated[float, typer.Option(help="stop after this many minutes")] = 55.0,
     hidden: Annotated[int, typer.Option(help="LSTM units per direction")] = 192,
+    layers: Annotated[int, typer.Option(min=1, help="stacked BiLSTM layers")] = 1,
     lr: Annotated[float, typer.Option()] = 2e-3,
     dropout: Annotated[float, typer.Option(help="dropout on embeddings and encoder outputs")] = 0.3,
     wide: Annotated[
@@ -125,6 +126,7 @@ def train(
         patience=patience,
         max_minutes=max_minutes,
         hidden=hidden,
+        layers=layers,
         dropout=dropout,
         augment=augment,
         wide=wide,

@@ -23,6 +23,7 @@ class NetConfig:
     bigram_dim: int = 64
     lex_dim: int = 32
     hidden: int = 192
+    layers: int = 1  # stacked BiLSTM layers
     head_dim: int = 64
     dropout: float = 0.3
     wide: bool = False  # classification: add a linear bag-of-(char, bigram) path (wide & deep)
@@ -38,6 +39,7 @@ class Encoder(nn.Module):
 
     Reversing per length (instead of nn.LSTM(bidirectional=True) over padded input) makes a
     text's outputs independent of how much padding its batch has: batch == one by one.
+    Layers above the first (``layers``) read the concatenated outputs of the one below.
     """
 
     def __init__(self, cfg: NetConfig) -> None:
@@ -49,6 +51,16 @@ class Encoder(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.fwd = nn.LSTM(width, cfg.hidden, batch_first=True)
         self.bwd = nn.LSTM(width, cfg.hidden, batch_first=True)
+        # The first layer keeps its attribute names, so one-layer checkpoints load unchanged.
+        self.upper = nn.ModuleList(
+            nn.ModuleList(
+                [
+                    nn.LSTM(2 * cfg.hidden, cfg.hidden, batch_first=True),
+                    nn.LSTM(2 * cfg.hidden, cfg.hidden, batch_first=True),
+                ]
+            )
+            for _ in range(cfg.layers - 1)
+        )
         self.out_dim = 2 * cfg.hidden
 
     def forward(
@@ -72,14 +84,23 @@ class Encoder(nn.Module):
             ],
             dim=-1,
         )
-        x = self.drop(x) * mask.unsqueeze(-1).to(x.dtype)
-        h_f, _ = self.fwd(x)
+        keep = mask.unsqueeze(-1).to(x.dtype)
+        x = self.drop(x) * keep
         rev = torch.where(mask, lengths.unsqueeze(1) - 1 - pos, pos)
-        idx = rev.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-        h_b, _ = self.bwd(torch.gather(x, 1, idx))
-        h_b = torch.gather(h_b, 1, rev.unsqueeze(-1).expand(-1, -1, h_b.shape[-1]))
-        h = torch.cat([h_f, h_b], dim=-1) * mask.unsqueeze(-1).to(x.dtype)
+        h = _bidirectional(self.fwd, self.bwd, x, rev) * keep
+        for fwd, bwd in self.upper:
+            h = _bidirectional(fwd, bwd, self.drop(h), rev) * keep
         return self.drop(h), mask
+
+
+def _bidirectional(
+    fwd: nn.Module, bwd: nn.Module, x: torch.Tensor, rev: torch.Tensor
+) -> torch.Tensor:
+    """Forward and per-length-reversed backward LSTM outputs, concatenated per position."""
+    h_f, _ = fwd(x)
+    h_b, _ = bwd(torch.gather(x, 1, rev.unsqueeze(-1).expand(-1, -1, x.shape[-1])))
+    h_b = torch.gather(h_b, 1, rev.unsqueeze(-1).expand(-1, -1, h_b.shape[-1]))
+    return torch.cat([h_f, h_b], dim=-1)
 
 
 def rope(x: torch.Tensor) -> torch.Tensor:

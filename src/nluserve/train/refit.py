@@ -43,6 +43,7 @@ class Reference:
     epochs: dict[int, list[float]]  # seed -> validation score of each epoch, in order
     swa_from: int
     linear: dict[str, float]  # {"linear_C": ..., "mix": ...} when the run had a linear part
+    net: dict[str, object]  # its net_config.json: the network's shape and regularisation
 
     @property
     def validation(self) -> dict[str, object]:
@@ -94,7 +95,24 @@ def load_reference(path: Path) -> Reference:
         epochs=epochs,
         swa_from=int(averaged.group(1)),
         linear=ast.literal_eval(linear.group(1)) if linear else {},
+        net=json.loads(net_file.read_text("utf-8"))
+        if (net_file := path / "net_config.json").is_file()
+        else {},
     )
+
+
+# Sizes that follow from the data (vocabularies, n-gram index) may differ; the recipe may not.
+_DATA_SIZED = {"n_chars", "n_bigrams", "n_ngrams", "n_labels"}
+
+
+def check_network(reference: Reference, built: dict[str, object]) -> None:
+    """Refuse a refit whose network differs from the validated run's (say, another --hidden)."""
+    differ = sorted(
+        k for k, v in reference.net.items() if k not in _DATA_SIZED and built.get(k, v) != v
+    )
+    if differ:
+        wanted = ", ".join(f"{k} {reference.net[k]!r} (not {built[k]!r})" for k in differ)
+        raise RefitError(f"{reference.path} trained another network: {wanted}")
 
 
 def note(reference: Reference, n_records: int) -> str:

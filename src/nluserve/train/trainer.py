@@ -30,7 +30,7 @@ from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
 from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
-from nluserve.train.refit import Reference, RefitError, load_reference
+from nluserve.train.refit import Reference, RefitError, check_network, load_reference
 
 
 @dataclass
@@ -51,6 +51,7 @@ class TrainConfig:
     limit: int | None = None  # first N examples only (smoke runs)
     nested: bool = False
     hidden: int = 192
+    layers: int = 1
     dropout: float = 0.3
     wide: bool = False
     linear: bool = False
@@ -202,11 +203,14 @@ def train(cfg: TrainConfig) -> Manifest:
         n_labels=len(codes),
         task=cfg.task,
         hidden=cfg.hidden,
+        layers=cfg.layers,
         dropout=cfg.dropout,
         wide=cfg.wide,
         linear=cfg.linear,
         n_ngrams=len(ngrams) if ngrams else 0,
     )
+    if reference is not None:
+        check_network(reference, net_cfg.to_dict())
     manifest = Manifest(
         name=cfg.name,
         version=cfg.version,

@@ -219,7 +219,8 @@ def train(cfg: TrainConfig) -> Manifest:
         max_length=cfg.max_length,
         nested=cfg.nested,
         description=cfg.description,
-        architecture="char+bigram+lexicon BiLSTM, "
+        architecture="char+bigram+lexicon BiLSTM"
+        + (f" ({cfg.layers} layers), " if cfg.layers > 1 else ", ")
         + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"),
     )
     encoder = _encoder(vocab, lexicon, ngrams)

@@ -23,11 +23,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from nluserve.models.manifest import Manifest, TrainingInfo
 from nluserve.models.store import read_manifest
+from nluserve.train.net import NetConfig
 
 
 class RefitError(ValueError):
@@ -107,11 +108,11 @@ _DATA_SIZED = {"n_chars", "n_bigrams", "n_ngrams", "n_labels"}
 
 def check_network(reference: Reference, built: dict[str, object]) -> None:
     """Refuse a refit whose network differs from the validated run's (say, another --hidden)."""
-    differ = sorted(
-        k for k, v in reference.net.items() if k not in _DATA_SIZED and built.get(k, v) != v
-    )
+    # A key the reference's file lacks is one added since: it had that field's default.
+    ref = {f.name: f.default for f in fields(NetConfig)} | reference.net
+    differ = sorted(k for k, v in built.items() if k not in _DATA_SIZED and ref.get(k, v) != v)
     if differ:
-        wanted = ", ".join(f"{k} {reference.net[k]!r} (not {built[k]!r})" for k in differ)
+        wanted = ", ".join(f"{k} {ref[k]!r} (not {built[k]!r})" for k in differ)
         raise RefitError(f"{reference.path} trained another network: {wanted}")
 
 

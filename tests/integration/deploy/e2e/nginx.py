@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.integration.deploy.e2e.processes import Service, run, tool
+from tests.integration.deploy.e2e.processes import Service, children, run, tool, wait_until
 
 SITE_HTTP = "etc/nginx/sites-available/nluserve-http.conf"
 SITE_TLS = "etc/nginx/sites-available/nluserve.conf"
@@ -94,9 +94,20 @@ class Nginx:
     def start(self) -> None:
         self.service.start()
 
-    def reload(self) -> None:
-        """``nginx -s reload``: new workers with the new configuration, old ones drain."""
+    def reload(self, timeout: float = 20.0) -> None:
+        """``nginx -s reload``, returning once every worker runs the new configuration.
+
+        Old workers keep accepting on the shared listening socket until they exit, so a
+        handshake right after SIGHUP may still meet the old certificate: wait until none of
+        the workers from before the signal is left.
+        """
+        before = children(self.service.pid)
         os.kill(self.service.pid, signal.SIGHUP)
+        wait_until(
+            "nginx to replace all of its workers",
+            lambda: (now := children(self.service.pid)) and not now & before,
+            timeout,
+        )
 
     def access(self, offset: int = 0) -> list[dict[str, Any]]:
         """The TLS site's JSON access log from byte ``offset`` on."""

@@ -61,6 +61,8 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
         "2",
         "--hidden",
         "16",
+        "--adversarial",
+        "0.5",
         "--threads",
         "1",
     )

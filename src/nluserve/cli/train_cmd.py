@@ -67,6 +67,14 @@ def train(
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
+    adversarial: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="adversarial training: also fit each batch with its character and bigram "
+            "embeddings moved this far along their gradient (FGM; 0 is off, about 1 is usual)",
+        ),
+    ] = 0.0,
     pretrain_epochs: Annotated[
         int,
         typer.Option(
@@ -129,6 +137,7 @@ def train(
         layers=layers,
         dropout=dropout,
         augment=augment,
+        adversarial=adversarial,
         wide=wide,
         linear=linear,
         swa_from=swa_from,

@@ -27,6 +27,7 @@ from nluserve.runtime.ngrams import FILE as NGRAMS_FILE
 from nluserve.runtime.ngrams import NgramIndex
 from nluserve.runtime.results import ClassResult
 from nluserve.runtime.tokenizer import Vocab
+from nluserve.train.adversarial import adversarial_backward
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
 from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
@@ -59,6 +60,7 @@ class TrainConfig:
     members: int = 1  # networks (seeds seed, seed+1, ...) whose logits are averaged in one graph
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
+    adversarial: float = 0.0  # FGM step on the embedding tables (train/adversarial.py); 0: off
     calibrate: bool = True
     pretrain_epochs: int = 0  # masked-character pretraining of the encoder (train/pretrain.py)
     pretrain_data: tuple[Path, ...] = ()  # extra unlabelled text; the training split is always used
@@ -496,14 +498,16 @@ def _fit_net(
         for step, batch in enumerate(bar, 1):
             inputs = _collate([data.feats[k] for k in batch])
             out = net(*inputs)
-            if cfg.task == "ner":
-                target = _span_target([data.items[k] for k in batch], data.index, out.shape)
-                loss = span_loss(out, target)
-            else:
-                target_cls = torch.tensor([data.index[data.items[k].label or ""] for k in batch])
-                loss = torch.nn.functional.cross_entropy(out, target_cls)
+            target = _target(cfg, data, batch, out.shape)
+            loss = _loss(cfg, out, target)
             opt.zero_grad()
             loss.backward()
+            if cfg.adversarial:
+                adversarial_backward(
+                    net,
+                    lambda: _loss(cfg, net(*inputs), target),  # noqa: B023  (runs right here)
+                    cfg.adversarial,
+                )
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
@@ -544,6 +548,18 @@ def _fit_net(
         net.load_state_dict(best_state)
     net.eval()
     return net, history, best_epoch
+
+
+def _target(cfg: TrainConfig, data: _Data, batch: list[int], shape: torch.Size) -> torch.Tensor:
+    if cfg.task == "ner":
+        return _span_target([data.items[k] for k in batch], data.index, shape)
+    return torch.tensor([data.index[data.items[k].label or ""] for k in batch])
+
+
+def _loss(cfg: TrainConfig, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if cfg.task == "ner":
+        return span_loss(out, target)
+    return torch.nn.functional.cross_entropy(out, target)
 
 
 def _epoch_note(cfg: TrainConfig, best_epoch: int, n_epochs: int) -> str:

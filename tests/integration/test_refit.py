@@ -139,6 +139,11 @@ def test_refit_of_a_ner_run_keeps_its_span_threshold(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "another network: layers 1 (not 2)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (other / "manifest.json").exists()
+    # So is training it otherwise (the command line is where the validated run recorded it).
+    proc = train(*common, "--augment", "1", "--out", str(other), "--refit-from", str(validated))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "another recipe: augment 0 (not 1)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (other / "manifest.json").exists()
 
 
 def test_refit_refuses_what_it_cannot_replay(tmp_path: Path) -> None:

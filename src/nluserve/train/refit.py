@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -114,6 +115,52 @@ def check_network(reference: Reference, built: dict[str, object]) -> None:
     if differ:
         wanted = ", ".join(f"{k} {ref[k]!r} (not {built[k]!r})" for k in differ)
         raise RefitError(f"{reference.path} trained another network: {wanted}")
+
+
+# Training choices that are not the network's shape but change what it learns; the validated
+# run's command line is where they are recorded.
+_RECIPE_OPTIONS = {
+    "--augment": "augment",
+    "--adversarial": "adversarial",
+    "--lr": "lr",
+    "--max-length": "max_length",
+}
+_RECIPE_FLAGS = {"--nested": "nested"}
+
+
+def recipe_of(command: str, defaults: dict[str, object]) -> dict[str, object]:
+    """The recipe options a ``nluserve train`` command line gave, ``defaults`` for the rest."""
+    found = dict(defaults)
+    argv = shlex.split(command)
+    for i, arg in enumerate(argv):
+        name, equals, inline = arg.partition("=")
+        if name in _RECIPE_OPTIONS:
+            key = _RECIPE_OPTIONS[name]
+            raw = inline if equals else (argv[i + 1] if i + 1 < len(argv) else "")
+            found[key] = type(defaults[key])(raw)
+        elif arg in _RECIPE_FLAGS:
+            found[_RECIPE_FLAGS[arg]] = True
+        elif arg.startswith("--no-") and f"--{arg[5:]}" in _RECIPE_FLAGS:
+            found[_RECIPE_FLAGS[f"--{arg[5:]}"]] = False
+    return found
+
+
+def check_recipe(
+    reference: Reference, chosen: dict[str, object], defaults: dict[str, object]
+) -> None:
+    """Refuse a refit trained otherwise than the validated run (say, another --augment).
+
+    An option the validated command did not give had its default then (``defaults``)."""
+    training = reference.manifest.training
+    assert training is not None  # load_reference checked
+    try:
+        ref = recipe_of(training.command or "", defaults)
+    except ValueError as exc:
+        raise RefitError(f"{reference.path}: cannot read its training command: {exc}") from exc
+    differ = sorted(k for k, v in chosen.items() if ref[k] != v)
+    if differ:
+        wanted = ", ".join(f"{k} {ref[k]!r} (not {chosen[k]!r})" for k in differ)
+        raise RefitError(f"{reference.path} was trained with another recipe: {wanted}")
 
 
 def note(reference: Reference, n_records: int) -> str:

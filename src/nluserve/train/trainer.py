@@ -8,7 +8,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,13 @@ from nluserve.train.adversarial import adversarial_backward
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
 from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
-from nluserve.train.refit import Reference, RefitError, check_network, load_reference
+from nluserve.train.refit import (
+    Reference,
+    RefitError,
+    check_network,
+    check_recipe,
+    load_reference,
+)
 
 
 @dataclass
@@ -338,6 +344,15 @@ def _check_reference(cfg: TrainConfig, reference: Reference, codes: list[str]) -
         raise RefitError(f"{reference.path} {'had' if reference.linear else 'had no'} linear part")
     if len(reference.epochs) != cfg.members:
         raise RefitError(f"{reference.path} trained {len(reference.epochs)} network(s)")
+    chosen = {
+        "augment": cfg.augment,
+        "adversarial": cfg.adversarial,
+        "lr": cfg.lr,
+        "max_length": cfg.max_length,
+        "nested": cfg.nested,
+    }
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in chosen}
+    check_recipe(reference, chosen, defaults)
 
 
 @dataclass

@@ -126,6 +126,8 @@ _RECIPE_OPTIONS = {
     "--max-length": "max_length",
 }
 _RECIPE_FLAGS = {"--nested": "nested"}
+# The TrainConfig fields a refit must share with its validated run.
+RECIPE_FIELDS = (*_RECIPE_OPTIONS.values(), *_RECIPE_FLAGS.values())
 
 
 def recipe_of(command: str, defaults: dict[str, object]) -> dict[str, object]:

@@ -32,6 +32,7 @@ from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
 from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
 from nluserve.train.refit import (
+    RECIPE_FIELDS,
     Reference,
     RefitError,
     check_network,
@@ -344,13 +345,7 @@ def _check_reference(cfg: TrainConfig, reference: Reference, codes: list[str]) -
         raise RefitError(f"{reference.path} {'had' if reference.linear else 'had no'} linear part")
     if len(reference.epochs) != cfg.members:
         raise RefitError(f"{reference.path} trained {len(reference.epochs)} network(s)")
-    chosen = {
-        "augment": cfg.augment,
-        "adversarial": cfg.adversarial,
-        "lr": cfg.lr,
-        "max_length": cfg.max_length,
-        "nested": cfg.nested,
-    }
+    chosen = {name: getattr(cfg, name) for name in RECIPE_FIELDS}
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in chosen}
     check_recipe(reference, chosen, defaults)
 

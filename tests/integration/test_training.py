@@ -17,7 +17,7 @@ import torch
 
 from nluserve import load_model
 from nluserve.models import store
-from nluserve.runtime.lexicon import N_FEATURES
+from nluserve.runtime.lexicon import KINDS, N_FEATURES
 from nluserve.runtime.results import ClassResult, NerResult
 from nluserve.train.compact import compact
 from nluserve.train.export import export_onnx
@@ -63,6 +63,7 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
         "16",
         "--adversarial",
         "0.5",
+        "--lexicon-kinds",
         "--threads",
         "1",
     )
@@ -70,6 +71,12 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
     manifest = store.read_manifest(out)
     store.verify(out, manifest)
     assert set(manifest.files) >= {"model.onnx", "vocab.json", "lexicon.txt"}
+    # --lexicon-kinds: proper nouns keep their kind, and the graph takes their columns too
+    assert "北京\tplace" in (out / "lexicon.txt").read_text(encoding="utf-8").splitlines()
+    from nluserve.runtime.session import OnnxBackend
+
+    width = OnnxBackend(out / manifest.graph, threads=1).input_width("lexicon")
+    assert width == N_FEATURES + 3 * len(KINDS)
     assert manifest.training is not None and manifest.training.n_validation == 3
     assert "f1" in manifest.metrics["validation"]
     text = "张三在北京大学读书。"

@@ -1,15 +1,20 @@
-"""Lexicon features are bit-identical to the original per-position loop the bundled models use."""
+"""Lexicon features are bit-identical to per-position reference loops (the bundled models' original)."""
 
 from __future__ import annotations
 
 import random
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nluserve.errors import ModelIntegrityError
 from nluserve.models import store
-from nluserve.runtime.lexicon import MAX_WORD, N_FEATURES, Lexicon, _bucket
+from nluserve.runtime.lexicon import KINDS, MAX_WORD, N_FEATURES, Lexicon, _bucket
+from nluserve.runtime.model import load_model
 from nluserve.runtime.tokenizer import normalize_char
 
 REAL = [
@@ -81,3 +86,71 @@ def test_features_match_the_reference_for_any_small_lexicon(words: set[str], tex
 @given(st.text(st.characters(codec="utf-8"), max_size=60))
 def test_features_match_the_reference_on_arbitrary_unicode(text: str) -> None:
     _same(Lexicon({"北京", "北京大学", "ab", "0", "00", "e\u0301l"}), text)
+
+
+def reference_kind_features(kinds: dict[str, int], text: str) -> np.ndarray:
+    """The typed columns, one position at a time: begin, middle, end of each kind's words."""
+    out = np.zeros((len(text), 3 * len(KINDS)), dtype=np.float32)
+    norm = "".join(normalize_char(c) or " " for c in text)
+    for i in range(len(text)):
+        for length in range(2, min(MAX_WORD, len(text) - i) + 1):
+            kind = kinds.get(norm[i : i + length])
+            if kind is not None:
+                out[i, 3 * kind] = 1.0
+                out[i + 1 : i + length - 1, 3 * kind + 1] = 1.0
+                out[i + length - 1, 3 * kind + 2] = 1.0
+    return out
+
+
+def _same_typed(lexicon: Lexicon, text: str) -> None:
+    got = lexicon.features(text)
+    assert got.shape == (len(text), lexicon.n_features) == (len(text), N_FEATURES + 12)
+    assert np.array_equal(got[:, :N_FEATURES], reference_features(lexicon.words, text)), text
+    assert np.array_equal(got[:, N_FEATURES:], reference_kind_features(lexicon.kinds, text)), text
+
+
+TYPED = Lexicon(
+    {"北京", "北京大学", "大学", "张三", "谷爱凌", "北京冬奥会", "读书"},
+    {"北京": 1, "北京大学": 2, "张三": 0, "谷爱凌": 0, "北京冬奥会": 3},
+)
+
+
+def test_a_typed_lexicon_marks_each_proper_nouns_kind_after_the_untyped_columns() -> None:
+    got = TYPED.features("张三在北京大学读书")
+    person, place, org = (
+        N_FEATURES + 3 * KINDS.index(k) for k in ("person", "place", "organization")
+    )
+    assert got[0, person] == 1 and got[1, person + 2] == 1  # 张三: begin, end
+    assert got[3, place] == 1 and got[4, place + 2] == 1  # 北京 inside 北京大学 keeps its kind
+    assert list(got[3:7, org : org + 3].argmax(1)) == [0, 1, 1, 2]  # 北京大学: B M M E
+    assert not got[7:, N_FEATURES:].any()  # 读书 is a word without a kind
+    for text in REAL:
+        _same_typed(TYPED, text)
+
+
+@given(small_texts)
+def test_typed_features_match_the_reference_for_any_text(text: str) -> None:
+    _same_typed(TYPED, text)
+
+
+def test_typed_lexicon_files_round_trip_and_reject_unknown_kinds(tmp_path: Path) -> None:
+    path = tmp_path / "lexicon.txt"
+    TYPED.save(path)
+    assert "北京大学\torganization" in path.read_text(encoding="utf-8").splitlines()
+    again = Lexicon.load(path)
+    assert (again.words, again.kinds) == (TYPED.words, TYPED.kinds)
+    assert Lexicon({"北京"}).n_features == N_FEATURES  # untyped files keep the old width
+    path.write_text("北京\tplace\n长江\triver\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"lexicon.txt:2: unknown word kind 'river'"):
+        Lexicon.load(path)
+
+
+def test_a_model_whose_lexicon_file_does_not_fit_its_graph_fails_to_load(tmp_path: Path) -> None:
+    bundled = store.resolve("general")
+    copy = tmp_path / "general"
+    shutil.copytree(bundled, copy)
+    TYPED.save(copy / "lexicon.txt")  # 24 columns against the graph's 12
+    with pytest.raises(
+        ModelIntegrityError, match="gives 24 features per character, the graph takes 12"
+    ):
+        load_model(copy, verify=False)

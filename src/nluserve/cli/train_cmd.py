@@ -108,6 +108,13 @@ def train(
     lexicon: Annotated[
         bool, typer.Option(help="word-lexicon features from jieba's dictionary")
     ] = True,
+    lexicon_kinds: Annotated[
+        bool,
+        typer.Option(
+            help="mark the lexicon's person, place, organisation and other proper nouns "
+            "(jieba's part-of-speech tags) in features of their own"
+        ),
+    ] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
     version: Annotated[str, typer.Option()] = "1.0.0",
 ) -> None:
@@ -122,7 +129,7 @@ def train(
     lex_path = None
     if lexicon:
         out.parent.mkdir(parents=True, exist_ok=True)
-        lex_path = write_jieba_lexicon(out.parent / f".{out.name}.lexicon.txt")
+        lex_path = write_jieba_lexicon(out.parent / f".{out.name}.lexicon.txt", typed=lexicon_kinds)
     cfg = TrainConfig(
         task=task.value,
         data=data,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nluserve.runtime.lexicon import N_FEATURES, Lexicon
+from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.tokenizer import Vocab
 
 
@@ -16,7 +16,7 @@ def encode_batch(texts: Sequence[str], vocab: Vocab, lexicon: Lexicon) -> dict[s
     n = len(texts)
     chars = np.zeros((n, width), dtype=np.int64)
     bigrams = np.zeros((n, width), dtype=np.int64)
-    lex = np.zeros((n, width, N_FEATURES), dtype=np.float32)
+    lex = np.zeros((n, width, lexicon.n_features), dtype=np.float32)
     lengths = np.zeros((n,), dtype=np.int64)
     for row, text in enumerate(texts):
         c, b = vocab.encode(text)

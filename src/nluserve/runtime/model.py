@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nluserve.errors import UnknownLabelError
+from nluserve.errors import ModelIntegrityError, UnknownLabelError
 from nluserve.models import store
 from nluserve.models.manifest import Label, Manifest
 from nluserve.runtime import windows
@@ -264,4 +264,15 @@ def load_model(
         backend = OnnxBackend(
             path / manifest.graph, threads=threads, providers=providers_for(device)
         )
-    return Model(manifest, backend, encoder_for(manifest, path), path=path)
+    encoder = encoder_for(manifest, path)
+    lexicon = getattr(encoder, "lexicon", None)
+    input_width = getattr(backend, "input_width", None)
+    width = input_width("lexicon") if input_width else None
+    # A lexicon file of another width than the graph's (typed against untyped) would fail
+    # every request; fail the load instead, naming both.
+    if lexicon is not None and width is not None and width != lexicon.n_features:
+        raise ModelIntegrityError(
+            f"{path}: lexicon.txt gives {lexicon.n_features} features per character, "
+            f"the graph takes {width}"
+        )
+    return Model(manifest, backend, encoder, path=path)

@@ -88,6 +88,13 @@ class OnnxBackend:
         self.threads = opts.intra_op_num_threads
         self._lock = threading.Lock()
 
+    def input_width(self, name: str) -> int | None:
+        """The fixed last dimension of the graph input ``name``; None if dynamic or absent."""
+        for i in self.session.get_inputs():
+            if i.name == name and i.shape and isinstance(i.shape[-1], int):
+                return int(i.shape[-1])
+        return None
+
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the graph on the inputs it declares; returns its first output."""
         out = self.session.run(None, {k: feeds[k] for k in self.input_names})

@@ -10,7 +10,7 @@ import torch
 
 from nluserve.models.manifest import Manifest
 from nluserve.models.store import write_manifest
-from nluserve.runtime.lexicon import N_FEATURES, Lexicon
+from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.net import TrainedNet
 
@@ -24,7 +24,7 @@ def export_onnx(net: TrainedNet, path: Path) -> None:
     example: tuple[torch.Tensor, ...] = (
         torch.ones((b, length), dtype=torch.int64),
         torch.ones((b, length), dtype=torch.int64),
-        torch.zeros((b, length, N_FEATURES), dtype=torch.float32),
+        torch.zeros((b, length, net.cfg.lex_features), dtype=torch.float32),
         torch.tensor([length, length - 2], dtype=torch.int64),
     )
     inputs = list(INPUTS)

@@ -29,6 +29,7 @@ class NetConfig:
     wide: bool = False  # classification: add a linear bag-of-(char, bigram) path (wide & deep)
     linear: bool = False  # classification: a separately fitted linear model added to the logits
     n_ngrams: int = 0  # size of the linear part's n-gram index (runtime/ngrams.py), pad included
+    lex_features: int = N_FEATURES  # lexicon columns: more when the lexicon is typed
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -46,7 +47,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.char_emb = nn.Embedding(cfg.n_chars, cfg.char_dim, padding_idx=0)
         self.bigram_emb = nn.Embedding(cfg.n_bigrams, cfg.bigram_dim, padding_idx=0)
-        self.lex = nn.Linear(N_FEATURES, cfg.lex_dim)
+        self.lex = nn.Linear(cfg.lex_features, cfg.lex_dim)
         width = cfg.char_dim + 2 * cfg.bigram_dim + cfg.lex_dim
         self.drop = nn.Dropout(cfg.dropout)
         self.fwd = nn.LSTM(width, cfg.hidden, batch_first=True)

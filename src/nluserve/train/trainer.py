@@ -217,6 +217,7 @@ def train(cfg: TrainConfig) -> Manifest:
         wide=cfg.wide,
         linear=cfg.linear,
         n_ngrams=len(ngrams) if ngrams else 0,
+        lex_features=lexicon.n_features,
     )
     if reference is not None:
         check_network(reference, net_cfg.to_dict())

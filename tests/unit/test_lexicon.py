@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nluserve.errors import ModelIntegrityError
 from nluserve.models import store
+from nluserve.runtime.encoders import CharEncoder, encoder_for
 from nluserve.runtime.lexicon import KINDS, MAX_WORD, N_FEATURES, Lexicon, _bucket
 from nluserve.runtime.model import load_model
 from nluserve.runtime.tokenizer import normalize_char
@@ -154,3 +155,19 @@ def test_a_model_whose_lexicon_file_does_not_fit_its_graph_fails_to_load(tmp_pat
         ModelIntegrityError, match="gives 24 features per character, the graph takes 12"
     ):
         load_model(copy, verify=False)
+
+
+def test_models_whose_lexicons_hold_the_same_words_share_one_word_set(tmp_path: Path) -> None:
+    bundled = store.resolve("general")
+    manifest = store.read_manifest(bundled)
+    plain = encoder_for(manifest, bundled)
+    copy = tmp_path / "typed"
+    shutil.copytree(bundled, copy)
+    assert isinstance(plain, CharEncoder)
+    Lexicon(set(plain.lexicon.words), {"北京": 1}).save(copy / "lexicon.txt")
+    # another checksum, as a typed file has: only the word set can be shared, not the lexicon
+    files = {**manifest.files, "lexicon.txt": "0" * 64}
+    typed = encoder_for(manifest.model_copy(update={"files": files}), copy)
+    assert isinstance(typed, CharEncoder)
+    assert typed.lexicon.kinds == {"北京": 1} and typed.lexicon is not plain.lexicon
+    assert typed.lexicon.words is plain.lexicon.words

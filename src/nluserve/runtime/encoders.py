@@ -73,6 +73,15 @@ class WordPieceEncoder:
 _LEXICONS: dict[str, Lexicon] = {}
 
 
+def _sharing_words(lexicon: Lexicon) -> Lexicon:
+    """Reuse an already loaded lexicon's word set when equal (a typed file of the same words)."""
+    for other in _LEXICONS.values():
+        if other.words == lexicon.words:
+            lexicon.words = other.words
+            break
+    return lexicon
+
+
 def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncoder:
     """The encoder for a model directory, reading its vocabulary files."""
     if manifest.encoder == "wordpiece":
@@ -92,6 +101,8 @@ def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncode
     else:
         # The bundled models ship the same jieba dictionary (57 MiB as a Python set): models
         # whose manifests name the same checksum share one loaded copy instead of one each.
-        lexicon = _LEXICONS.get(digest) or _LEXICONS.setdefault(digest, Lexicon.load(lexicon_path))
+        lexicon = _LEXICONS.get(digest) or _LEXICONS.setdefault(
+            digest, _sharing_words(Lexicon.load(lexicon_path))
+        )
     ngrams = NgramIndex.load(path / NGRAMS_FILE) if (path / NGRAMS_FILE).is_file() else None
     return CharEncoder(Vocab.load(path / "vocab.json"), lexicon, ngrams)

@@ -67,6 +67,13 @@ def train(
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
+    augment_kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LABEL=KIND (KIND: person, place, organization, proper): half of LABEL's "
+            "replacements are jieba's words of that kind; repeatable"
+        ),
+    ] = None,
     adversarial: Annotated[
         float,
         typer.Option(
@@ -122,7 +129,7 @@ def train(
     try:
         from nluserve.train.lexicon_build import write_jieba_lexicon
         from nluserve.train.refit import RefitError
-        from nluserve.train.trainer import TrainConfig
+        from nluserve.train.trainer import TrainConfig, TrainingError
         from nluserve.train.trainer import train as run_training
     except ImportError as exc:
         fail(f"training needs the train extra (uv sync --extra train): {exc}")
@@ -144,6 +151,7 @@ def train(
         layers=layers,
         dropout=dropout,
         augment=augment,
+        augment_kinds=_label_kinds(augment_kind or []),
         adversarial=adversarial,
         wide=wide,
         linear=linear,
@@ -167,6 +175,8 @@ def train(
         manifest = run_training(cfg)
     except RefitError as exc:
         fail(f"cannot refit: {exc}")
+    except TrainingError as exc:
+        fail(str(exc))
     finally:
         if lex_path:
             lex_path.unlink(missing_ok=True)
@@ -176,3 +186,16 @@ def train(
     }
     source = " of the validated run" if refit_from else ""
     typer.echo(f"wrote {out} (validation{source}: {shown})")
+
+
+def _label_kinds(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--augment-kind name=person`` pairs, checked against the lexicon's kinds."""
+    from nluserve.runtime.lexicon import KINDS
+
+    out = []
+    for pair in pairs:
+        label, _, kind = pair.partition("=")
+        if not label or kind not in KINDS:
+            fail(f"--augment-kind {pair!r}: expected LABEL=KIND, KIND one of {', '.join(KINDS)}")
+        out.append((label, kind))
+    return tuple(out)

@@ -21,7 +21,7 @@ from nluserve.evaluation.metrics import score_classification, score_ner
 from nluserve.models.manifest import Manifest
 from nluserve.runtime import windows
 from nluserve.runtime.features import encode_batch
-from nluserve.runtime.lexicon import Lexicon
+from nluserve.runtime.lexicon import KINDS, Lexicon
 from nluserve.runtime.model import Backend, Model
 from nluserve.runtime.ngrams import FILE as NGRAMS_FILE
 from nluserve.runtime.ngrams import NgramIndex
@@ -29,6 +29,7 @@ from nluserve.runtime.results import ClassResult
 from nluserve.runtime.tokenizer import Vocab
 from nluserve.train.adversarial import adversarial_backward
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
+from nluserve.train.lexicon_build import jieba_lexicon
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
 from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
 from nluserve.train.refit import (
@@ -67,6 +68,8 @@ class TrainConfig:
     members: int = 1  # networks (seeds seed, seed+1, ...) whose logits are averaged in one graph
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
+    # label code -> lexicon kind: half of that label's replacements are the lexicon's words
+    augment_kinds: tuple[tuple[str, str], ...] = ()
     adversarial: float = 0.0  # FGM step on the embedding tables (train/adversarial.py); 0: off
     calibrate: bool = True
     pretrain_epochs: int = 0  # masked-character pretraining of the encoder (train/pretrain.py)
@@ -128,11 +131,41 @@ def training_windows(examples: list[Example], max_length: int) -> list[Example]:
     return out
 
 
-def augment(examples: list[Example], copies: int, seed: int) -> list[Example]:
+class TrainingError(ValueError):
+    """A training option that does not fit the data."""
+
+
+def _gazetteer(cfg: TrainConfig, codes: list[str]) -> dict[str, list[str]]:
+    """Per label, jieba's words of the kind ``augment_kinds`` maps it to."""
+    if not cfg.augment_kinds:
+        return {}
+    unknown = sorted({label for label, _ in cfg.augment_kinds} - set(codes))
+    if unknown:
+        raise TrainingError(
+            f"--augment-kind names labels the data does not have: {', '.join(unknown)} "
+            f"(labels: {', '.join(codes)})"
+        )
+    kinds = jieba_lexicon(typed=True).kinds
+    return {
+        label: sorted(w for w, k in kinds.items() if k == KINDS.index(kind))
+        for label, kind in cfg.augment_kinds
+    }
+
+
+def augment(
+    examples: list[Example],
+    copies: int,
+    seed: int,
+    gazetteer: dict[str, list[str]] | None = None,
+) -> list[Example]:
     """Entity replacement: copies of sentences whose entities are swapped for other training
-    mentions of the same type. Only sentences without overlapping spans are used."""
+    mentions of the same type. Only sentences without overlapping spans are used.
+
+    For a label in ``gazetteer``, half of the replacements are drawn from its words instead,
+    so the network meets many more names than training shows it."""
     if copies <= 0:
         return []
+    gazetteer = gazetteer or {}
     rng = random.Random(seed + 1)
     mentions: dict[str, list[str]] = {}
     for ex in examples:
@@ -148,7 +181,11 @@ def augment(examples: list[Example], copies: int, seed: int) -> list[Example]:
             for sp in spans:
                 pieces.append(ex.text[cursor : sp.start])
                 pos += sp.start - cursor
-                mention = rng.choice(mentions[sp.label])
+                words = gazetteer.get(sp.label)
+                if words and rng.random() < 0.5:
+                    mention = rng.choice(words)
+                else:
+                    mention = rng.choice(mentions[sp.label])
                 new_spans.append(GoldSpan(pos, pos + len(mention), sp.label))
                 pieces.append(mention)
                 pos += len(mention)
@@ -197,7 +234,8 @@ def train(cfg: TrainConfig) -> Manifest:
     vocab = Vocab.build(e.text for e in train_ex)
     if cfg.task == "ner":
         train_items = training_windows(
-            train_ex + augment(train_ex, cfg.augment, cfg.seed), cfg.max_length
+            train_ex + augment(train_ex, cfg.augment, cfg.seed, _gazetteer(cfg, codes)),
+            cfg.max_length,
         )
     else:
         train_items = [Example(e.text[: cfg.max_length], [], e.label) for e in train_ex]

@@ -170,3 +170,19 @@ def test_refit_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
         assert "cannot refit" in proc.stderr and message in proc.stderr
         assert "Traceback" not in proc.stderr
         assert not (out / "manifest.json").exists()
+
+
+def test_a_validated_commands_repeated_augment_kinds_are_read_in_order() -> None:
+    from nluserve.train.refit import recipe_of
+
+    defaults: dict[str, object] = {"augment": 0, "augment_kinds": (), "nested": False}
+    command = (
+        "nluserve train ner --augment 1 --augment-kind name=person "
+        "--augment-kind=address=place --nested"
+    )
+    assert recipe_of(command, defaults) == {
+        "augment": 1,
+        "augment_kinds": (("name", "person"), ("address", "place")),
+        "nested": True,
+    }
+    assert recipe_of("nluserve train ner", defaults) == defaults

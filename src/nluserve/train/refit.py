@@ -126,25 +126,31 @@ _RECIPE_OPTIONS = {
     "--max-length": "max_length",
 }
 _RECIPE_FLAGS = {"--nested": "nested"}
+# Repeatable LABEL=VALUE options, gathered into a tuple of pairs in their order.
+_RECIPE_PAIRS = {"--augment-kind": "augment_kinds"}
 # The TrainConfig fields a refit must share with its validated run.
-RECIPE_FIELDS = (*_RECIPE_OPTIONS.values(), *_RECIPE_FLAGS.values())
+RECIPE_FIELDS = (*_RECIPE_OPTIONS.values(), *_RECIPE_FLAGS.values(), *_RECIPE_PAIRS.values())
 
 
 def recipe_of(command: str, defaults: dict[str, object]) -> dict[str, object]:
     """The recipe options a ``nluserve train`` command line gave, ``defaults`` for the rest."""
     found = dict(defaults)
+    pairs: dict[str, list[tuple[str, str]]] = {}
     argv = shlex.split(command)
     for i, arg in enumerate(argv):
         name, equals, inline = arg.partition("=")
+        raw = inline if equals else (argv[i + 1] if i + 1 < len(argv) else "")
         if name in _RECIPE_OPTIONS:
             key = _RECIPE_OPTIONS[name]
-            raw = inline if equals else (argv[i + 1] if i + 1 < len(argv) else "")
             found[key] = type(defaults[key])(raw)
+        elif name in _RECIPE_PAIRS:
+            label, _, value = raw.partition("=")
+            pairs.setdefault(_RECIPE_PAIRS[name], []).append((label, value))
         elif arg in _RECIPE_FLAGS:
             found[_RECIPE_FLAGS[arg]] = True
         elif arg.startswith("--no-") and f"--{arg[5:]}" in _RECIPE_FLAGS:
             found[_RECIPE_FLAGS[f"--{arg[5:]}"]] = False
-    return found
+    return found | {key: tuple(given) for key, given in pairs.items()}
 
 
 def check_recipe(

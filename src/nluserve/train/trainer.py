@@ -68,7 +68,7 @@ class TrainConfig:
     members: int = 1  # networks (seeds seed, seed+1, ...) whose logits are averaged in one graph
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
-    # label code -> lexicon kind: half of that label's replacements are the lexicon's words
+    # (label code, lexicon kind): half of that label's replacements are jieba's words of the kind
     augment_kinds: tuple[tuple[str, str], ...] = ()
     adversarial: float = 0.0  # FGM step on the embedding tables (train/adversarial.py); 0: off
     calibrate: bool = True

@@ -16,6 +16,7 @@ from nluserve.models import store
 from nluserve.runtime.encoders import CharEncoder, encoder_for
 from nluserve.runtime.lexicon import KINDS, MAX_WORD, N_FEATURES, Lexicon, _bucket
 from nluserve.runtime.model import load_model
+from nluserve.runtime.results import NerResult
 from nluserve.runtime.tokenizer import normalize_char
 
 REAL = [
@@ -155,6 +156,13 @@ def test_a_model_whose_lexicon_file_does_not_fit_its_graph_fails_to_load(tmp_pat
         ModelIntegrityError, match="gives 24 features per character, the graph takes 12"
     ):
         load_model(copy, verify=False)
+    # The unverified file carries the bundled manifest's checksum: it must not be what a
+    # later load of the bundled model gets from the shared lexicon cache.
+    model = load_model("general")
+    assert isinstance(model.encoder, CharEncoder)
+    assert model.encoder.lexicon.n_features == N_FEATURES
+    [result] = model.predict(["张三在北京大学读书"])
+    assert isinstance(result, NerResult) and any(e.label == "name" for e in result.entities)
 
 
 def test_models_whose_lexicons_hold_the_same_words_share_one_word_set(tmp_path: Path) -> None:
@@ -165,9 +173,7 @@ def test_models_whose_lexicons_hold_the_same_words_share_one_word_set(tmp_path: 
     shutil.copytree(bundled, copy)
     assert isinstance(plain, CharEncoder)
     Lexicon(set(plain.lexicon.words), {"北京": 1}).save(copy / "lexicon.txt")
-    # another checksum, as a typed file has: only the word set can be shared, not the lexicon
-    files = {**manifest.files, "lexicon.txt": "0" * 64}
-    typed = encoder_for(manifest.model_copy(update={"files": files}), copy)
+    typed = encoder_for(manifest, copy)  # another file: only the word set can be shared
     assert isinstance(typed, CharEncoder)
     assert typed.lexicon.kinds == {"北京": 1} and typed.lexicon is not plain.lexicon
     assert typed.lexicon.words is plain.lexicon.words

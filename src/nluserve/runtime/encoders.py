@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,14 +94,14 @@ def encoder_for(manifest: Manifest, path: Path) -> CharEncoder | WordPieceEncode
             raise ModelIntegrityError(f"{path}: bad wordpiece tokenizer: {exc}") from exc
         return WordPieceEncoder(tokenizer, manifest.max_length)
     lexicon_path = path / "lexicon.txt"
-    digest = manifest.files.get("lexicon.txt")
     if not lexicon_path.is_file():
         lexicon = Lexicon(set())
-    elif digest is None:
-        lexicon = Lexicon.load(lexicon_path)
     else:
         # The bundled models ship the same jieba dictionary (57 MiB as a Python set): models
-        # whose manifests name the same checksum share one loaded copy instead of one each.
+        # whose files hold the same bytes share one loaded copy instead of one each. The key is
+        # the file's own hash, not the manifest's: a directory loaded unverified must not put
+        # another file under a checksum that verified models trust (4 MiB hash in ~10 ms).
+        digest = hashlib.sha256(lexicon_path.read_bytes()).hexdigest()
         lexicon = _LEXICONS.get(digest) or _LEXICONS.setdefault(
             digest, _sharing_words(Lexicon.load(lexicon_path))
         )

@@ -63,6 +63,8 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
         "16",
         "--adversarial",
         "0.5",
+        "--char-dropout",
+        "0.1",
         "--lexicon-kinds",
         "--threads",
         "1",

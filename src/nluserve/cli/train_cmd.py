@@ -67,6 +67,15 @@ def train(
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
+    char_dropout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="hide this share of characters (id, bigrams, lexicon features) in each "
+            "training batch",
+        ),
+    ] = 0.0,
     augment_kind: Annotated[
         list[str] | None,
         typer.Option(
@@ -151,6 +160,7 @@ def train(
         layers=layers,
         dropout=dropout,
         augment=augment,
+        char_dropout=char_dropout,
         augment_kinds=_label_kinds(augment_kind or []),
         adversarial=adversarial,
         wide=wide,

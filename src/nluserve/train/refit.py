@@ -122,6 +122,7 @@ def check_network(reference: Reference, built: dict[str, object]) -> None:
 _RECIPE_OPTIONS = {
     "--augment": "augment",
     "--adversarial": "adversarial",
+    "--char-dropout": "char_dropout",
     "--lr": "lr",
     "--max-length": "max_length",
 }

@@ -31,7 +31,7 @@ from nluserve.train.adversarial import adversarial_backward
 from nluserve.train.catalog import SENTIMENT_CODES, label_for
 from nluserve.train.lexicon_build import jieba_lexicon
 from nluserve.train.net import Encoder, Ensemble, Net, NetConfig, TrainedNet, span_loss
-from nluserve.train.pretrain import PretrainConfig, load_texts, pretrain
+from nluserve.train.pretrain import PretrainConfig, load_texts, mask_inputs, pretrain
 from nluserve.train.refit import (
     RECIPE_FIELDS,
     Reference,
@@ -71,6 +71,7 @@ class TrainConfig:
     # (label code, lexicon kind): half of that label's replacements are jieba's words of the kind
     augment_kinds: tuple[tuple[str, str], ...] = ()
     adversarial: float = 0.0  # FGM step on the embedding tables (train/adversarial.py); 0: off
+    char_dropout: float = 0.0  # share of characters hidden from every input in each batch
     calibrate: bool = True
     pretrain_epochs: int = 0  # masked-character pretraining of the encoder (train/pretrain.py)
     pretrain_data: tuple[Path, ...] = ()  # extra unlabelled text; the training split is always used
@@ -533,6 +534,7 @@ def _fit_net(
     # Halve the step size whenever validation stalls: late epochs refine instead of overfitting.
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1)
     rng = random.Random(seed)
+    hiding = torch.Generator().manual_seed(seed)
     best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
     # Weight averaging (SWA, Izmailov et al. 2018): on a few thousand reviews validation accuracy
     # swings by two points from one epoch to the next, so picking the best epoch picks noise.
@@ -546,6 +548,10 @@ def _fit_net(
         running = 0.0
         for step, batch in enumerate(bar, 1):
             inputs = _collate([data.feats[k] for k in batch])
+            if cfg.char_dropout:
+                # Word dropout (Lample et al. 2016) on characters: the network must also read
+                # an entity from its context, as it must for names it never saw.
+                inputs[:4] = mask_inputs(inputs[:4], cfg.char_dropout, hiding)[0]
             out = net(*inputs)
             target = _target(cfg, data, batch, out.shape)
             loss = _loss(cfg, out, target)

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from nluserve.runtime.ngrams import NgramIndex
 from nluserve.train.linear import features, nb_ratio
-from nluserve.train.trainer import examples_for
+from nluserve.train.trainer import binary_reviews
 
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
 
@@ -40,9 +40,7 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--repeats", type=int, default=2, help="fold seeds")
     args = parser.parse_args()
-    _, examples = examples_for("classification", args.data)
-    texts = [e.text[:256] for e in examples]
-    y = np.array([int(e.label == "positive") for e in examples])
+    texts, y = binary_reviews(args.data)
     names = ["shipped", *(f"{how} below {t}" for how in ("drop", "flip") for t in THRESHOLDS)]
     acc: dict[str, list[float]] = {n: [] for n in names}
     for rep in range(args.repeats):

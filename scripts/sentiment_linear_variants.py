@@ -20,7 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from nluserve.runtime.ngrams import NgramIndex
 from nluserve.train.linear import features, nb_ratio
-from nluserve.train.trainer import examples_for
+from nluserve.train.trainer import binary_reviews
 
 # name: (n-gram min count, C, scaling: "nb" with this smoothing, "binary" or "idf")
 SINGLE = {
@@ -55,9 +55,7 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--repeats", type=int, default=2, help="fold seeds")
     args = parser.parse_args()
-    _, examples = examples_for("classification", args.data)
-    texts = [e.text[:256] for e in examples]
-    y = np.array([int(e.label == "positive") for e in examples])
+    texts, y = binary_reviews(args.data)
     names = [*SINGLE, *(f"average of {a} and {b}" for a, b in AVERAGES)]
     acc: dict[str, list[float]] = {n: [] for n in names}
     for rep in range(args.repeats):

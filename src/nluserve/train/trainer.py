@@ -107,6 +107,14 @@ def examples_for(task: str, path: Path) -> tuple[str, list[Example]]:
     return fmt, examples
 
 
+def binary_reviews(path: Path, max_length: int = 256) -> tuple[list[str], np.ndarray]:
+    """A sentiment file's reviews cut to one window, and 1 for positive: what the linear
+    part's cross-validation scripts fit."""
+    _, examples = examples_for("classification", path)
+    texts = [e.text[:max_length] for e in examples]
+    return texts, np.array([int(e.label == "positive") for e in examples])
+
+
 def split(
     examples: list[Example], fraction: float, seed: int
 ) -> tuple[list[Example], list[Example]]:

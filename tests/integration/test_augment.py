@@ -6,7 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 from nluserve.data.readers import Example, GoldSpan
-from nluserve.train.trainer import augment
+from nluserve.runtime.features import encode_batch
+from nluserve.runtime.lexicon import Lexicon
+from nluserve.runtime.tokenizer import Vocab
+from nluserve.train.trainer import EpochData, TrainConfig, augment, epoch_copies, training_windows
 from tests.conftest import write_cluener
 from tests.integration.test_training import train
 
@@ -69,3 +72,50 @@ def test_the_cli_refuses_an_unknown_kind_or_a_label_the_data_lacks(tmp_path: Pat
     assert bad_label.returncode != 0 and "labels the data does not have: planet" in said
     assert "Traceback" not in bad_kind.stderr + bad_label.stderr
     assert not (tmp_path / "m").exists()
+
+
+def _config(fresh: bool) -> TrainConfig:
+    return TrainConfig("ner", Path("unused"), Path("unused"), "m", augment=1, augment_fresh=fresh)
+
+
+def test_fresh_augmentation_draws_other_replacements_each_epoch() -> None:
+    once, fresh = _config(fresh=False), _config(fresh=True)
+    first = epoch_copies(once, SOURCE, {}, 1)
+    # without --augment-fresh every epoch trains on the same draw; with it, epoch 1 is that draw
+    assert epoch_copies(once, SOURCE, {}, 5) == first
+    assert epoch_copies(fresh, SOURCE, {}, 1) == first
+    later = [epoch_copies(fresh, SOURCE, {}, epoch) for epoch in (2, 3)]
+    assert later[0] != first and later[1] != later[0]
+    assert epoch_copies(fresh, SOURCE, {}, 2) == later[0]  # seeded: a rerun draws the same
+    for copies in later:
+        _check_copies(copies)
+    # over a few epochs the network meets more of the mention combinations than one draw shows
+    assert len({c.text for c in first + later[0] + later[1]}) > len({c.text for c in first})
+
+
+def test_an_epoch_swaps_in_its_own_copies_and_their_features() -> None:
+    cfg = _config(fresh=True)
+    vocab = Vocab.build(e.text for e in SOURCE)
+    lexicon = Lexicon({"北京", "北京大学", "上海"})
+    fixed = training_windows(SOURCE, cfg.max_length)
+    items = fixed + epoch_copies(cfg, SOURCE, {}, 1)
+    data = EpochData(
+        items,
+        [encode_batch([e.text], vocab, lexicon) for e in items],
+        [len(e.text) for e in items],
+        [],
+        {},
+        fresh=lambda epoch: epoch_copies(cfg, SOURCE, {}, epoch),
+        n_fixed=len(fixed),
+        vocab=vocab,
+        lexicon=lexicon,
+    )
+    data.for_epoch(2)
+    expected = fixed + epoch_copies(cfg, SOURCE, {}, 2)
+    assert data.items == expected
+    assert data.lengths == [len(e.text) for e in expected]
+    assert len(data.feats) == len(expected)
+    for item, feats in zip(data.items, data.feats, strict=True):
+        want = encode_batch([item.text], vocab, lexicon)
+        assert want.keys() == feats.keys()
+        assert all((want[k] == feats[k]).all() for k in want)

@@ -175,14 +175,20 @@ def test_refit_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
 def test_a_validated_commands_repeated_augment_kinds_are_read_in_order() -> None:
     from nluserve.train.refit import recipe_of
 
-    defaults: dict[str, object] = {"augment": 0, "augment_kinds": (), "nested": False}
+    defaults: dict[str, object] = {
+        "augment": 0,
+        "augment_kinds": (),
+        "augment_fresh": False,
+        "nested": False,
+    }
     command = (
         "nluserve train ner --augment 1 --augment-kind name=person "
-        "--augment-kind=address=place --nested"
+        "--augment-kind=address=place --nested --augment-fresh"
     )
     assert recipe_of(command, defaults) == {
         "augment": 1,
         "augment_kinds": (("name", "person"), ("address", "place")),
+        "augment_fresh": True,
         "nested": True,
     }
     assert recipe_of("nluserve train ner", defaults) == defaults

@@ -67,6 +67,12 @@ def train(
     augment: Annotated[
         int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
     ] = 0,
+    augment_fresh: Annotated[
+        bool,
+        typer.Option(
+            help="draw the --augment copies' replacements again for every epoch instead of once"
+        ),
+    ] = False,
     char_dropout: Annotated[
         float,
         typer.Option(
@@ -160,6 +166,7 @@ def train(
         layers=layers,
         dropout=dropout,
         augment=augment,
+        augment_fresh=augment_fresh,
         char_dropout=char_dropout,
         augment_kinds=_label_kinds(augment_kind or []),
         adversarial=adversarial,

@@ -126,7 +126,7 @@ _RECIPE_OPTIONS = {
     "--lr": "lr",
     "--max-length": "max_length",
 }
-_RECIPE_FLAGS = {"--nested": "nested"}
+_RECIPE_FLAGS = {"--nested": "nested", "--augment-fresh": "augment_fresh"}
 # Repeatable LABEL=VALUE options, gathered into a tuple of pairs in their order.
 _RECIPE_PAIRS = {"--augment-kind": "augment_kinds"}
 # The TrainConfig fields a refit must share with its validated run.

@@ -7,8 +7,9 @@ import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ class TrainConfig:
     members: int = 1  # networks (seeds seed, seed+1, ...) whose logits are averaged in one graph
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
     augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
+    augment_fresh: bool = False  # draw the copies' replacements again for every epoch
     # (label code, lexicon kind): half of that label's replacements are jieba's words of the kind
     augment_kinds: tuple[tuple[str, str], ...] = ()
     adversarial: float = 0.0  # FGM step on the embedding tables (train/adversarial.py); 0: off
@@ -204,6 +206,15 @@ def augment(
     return out
 
 
+def epoch_copies(
+    cfg: TrainConfig, examples: list[Example], gazetteer: dict[str, list[str]], epoch: int
+) -> list[Example]:
+    """The augmented windows an epoch trains on: one draw for every epoch, unless
+    --augment-fresh draws again per epoch (epoch 1 draws what a run without it draws)."""
+    seed = cfg.seed + (epoch - 1) * 7919 if cfg.augment_fresh else cfg.seed
+    return training_windows(augment(examples, cfg.augment, seed, gazetteer), cfg.max_length)
+
+
 def _batches(n_items: int, lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
     idx = list(range(n_items))
     rng.shuffle(idx)
@@ -241,11 +252,14 @@ def train(cfg: TrainConfig) -> Manifest:
     index = {c: i for i, c in enumerate(codes)}
     lexicon = Lexicon.load(cfg.lexicon) if cfg.lexicon else Lexicon(set())
     vocab = Vocab.build(e.text for e in train_ex)
+    fresh: Callable[[int], list[Example]] | None = None
+    n_fixed = 0
     if cfg.task == "ner":
-        train_items = training_windows(
-            train_ex + augment(train_ex, cfg.augment, cfg.seed, _gazetteer(cfg, codes)),
-            cfg.max_length,
-        )
+        copies = partial(epoch_copies, cfg, train_ex, _gazetteer(cfg, codes))
+        train_items = training_windows(train_ex, cfg.max_length)
+        n_fixed = len(train_items)
+        train_items += copies(1)
+        fresh = copies if cfg.augment_fresh and cfg.augment else None
     else:
         train_items = [Example(e.text[: cfg.max_length], [], e.label) for e in train_ex]
     ngrams = (
@@ -300,7 +314,17 @@ def train(cfg: TrainConfig) -> Manifest:
                 cfg,
                 member_net,
                 Model(manifest, TorchBackend(member_net), encoder),
-                _Data(train_items, feats, lengths, val_ex, index),
+                EpochData(
+                    train_items,
+                    feats,
+                    lengths,
+                    val_ex,
+                    index,
+                    fresh=fresh,
+                    n_fixed=n_fixed,
+                    vocab=vocab,
+                    lexicon=lexicon,
+                ),
                 seed,
                 label=f"member {member + 1}/{cfg.members}: " if cfg.members > 1 else "",
                 replay=reference.schedule(seed) if reference else None,
@@ -517,19 +541,38 @@ def _pretrain(
 
 
 @dataclass
-class _Data:
+class EpochData:
     items: list[Example]
     feats: list[dict[str, np.ndarray]]
     lengths: list[int]
     val: list[Example]
     index: dict[str, int]
+    # --augment-fresh: an epoch's augmented copies, which follow the first n_fixed items.
+    fresh: Callable[[int], list[Example]] | None = None
+    n_fixed: int = 0
+    vocab: Vocab | None = None
+    lexicon: Lexicon | None = None
+    epoch: int = 1
+
+    def for_epoch(self, epoch: int) -> None:
+        """With --augment-fresh, swap in that epoch's copies (a fresh draw of replacements)."""
+        if self.fresh is None or epoch == self.epoch:
+            return
+        assert self.vocab is not None and self.lexicon is not None
+        copies = self.fresh(epoch)
+        self.items[self.n_fixed :] = copies
+        self.feats[self.n_fixed :] = [
+            encode_batch([e.text], self.vocab, self.lexicon) for e in copies
+        ]
+        self.lengths[self.n_fixed :] = [len(e.text) for e in copies]
+        self.epoch = epoch
 
 
 def _fit_net(
     cfg: TrainConfig,
     net: TrainedNet,
     evaluator: Model,
-    data: _Data,
+    data: EpochData,
     seed: int,
     label: str = "",
     replay: list[float] | None = None,
@@ -551,6 +594,7 @@ def _fit_net(
     history: list[dict[str, float | None]] = []
     for epoch in range(1, (len(replay) if replay is not None else cfg.epochs) + 1):
         net.train()
+        data.for_epoch(epoch)
         batches = _batches(len(data.items), data.lengths, cfg.batch_size, rng)
         bar = tqdm(batches, desc=f"{label}epoch {epoch}", file=sys.stderr, mininterval=2.0)
         running = 0.0
@@ -613,7 +657,7 @@ def _fit_net(
     return net, history, best_epoch
 
 
-def _target(cfg: TrainConfig, data: _Data, batch: list[int], shape: torch.Size) -> torch.Tensor:
+def _target(cfg: TrainConfig, data: EpochData, batch: list[int], shape: torch.Size) -> torch.Tensor:
     if cfg.task == "ner":
         return _span_target([data.items[k] for k in batch], data.index, shape)
     return torch.tensor([data.index[data.items[k].label or ""] for k in batch])

@@ -7,6 +7,8 @@ separately) keeps the two models' answers paired.
     .venv/bin/python scripts/compare_models.py ner ../shared/data/cluener/train.jsonl general NEW_DIR
     .venv/bin/python scripts/compare_models.py classification \\
         ../shared/data/chnsenticorp/train.csv sentiment NEW_DIR
+    # several seeded splits, each its own pair of runs: the gap averaged over them
+    .venv/bin/python scripts/compare_models.py ner DATA BASE13 NEW13 --also 14:BASE14:NEW14
 """
 
 from __future__ import annotations
@@ -51,28 +53,47 @@ def main() -> None:
     parser.add_argument("new")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=13, help="the trainer's split seed")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="SEED:BASE:NEW",
+        help="another seeded split's pair; the gap is then averaged over all the splits, "
+        "and each resample draws every split's items anew",
+    )
     args = parser.parse_args()
     _, examples = examples_for(args.task, args.data)
-    _, val = split(examples, 0.1, args.seed)
-    texts = [e.text for e in val]
-    golds: list[object] = [
-        {(s.start, s.end, s.label) for s in e.spans} if args.task == "ner" else e.label for e in val
-    ]
-    a = per_item(args.task, args.base, texts, golds)
-    b = per_item(args.task, args.new, texts, golds)
     metric = "F1" if args.task == "ner" else "accuracy"
-    print(
-        f"{len(val)} validation items; {metric}: base {score(args.task, a):.2f}, "
-        f"new {score(args.task, b):.2f}"
-    )
+    pairs = [(args.seed, args.base, args.new)]
+    for extra in args.also:
+        seed, base, new = extra.split(":", 2)
+        pairs.append((int(seed), base, new))
+    counts = []  # per split: (base rows, new rows)
+    for seed, base, new in pairs:
+        _, val = split(examples, 0.1, seed)
+        texts = [e.text for e in val]
+        golds: list[object] = [
+            {(s.start, s.end, s.label) for s in e.spans} if args.task == "ner" else e.label
+            for e in val
+        ]
+        a, b = per_item(args.task, base, texts, golds), per_item(args.task, new, texts, golds)
+        counts.append((a, b))
+        print(
+            f"seed {seed}: {len(val)} validation items; {metric}: base {score(args.task, a):.2f}, "
+            f"new {score(args.task, b):.2f}"
+        )
     rng = np.random.default_rng(0)
     gaps = []
     for _ in range(args.resamples):
-        pick = rng.integers(0, len(val), len(val))
-        gaps.append(score(args.task, b[pick]) - score(args.task, a[pick]))
+        gap = 0.0
+        for a, b in counts:
+            pick = rng.integers(0, len(a), len(a))
+            gap += score(args.task, b[pick]) - score(args.task, a[pick])
+        gaps.append(gap / len(counts))
     low, high = np.percentile(gaps, [2.5, 97.5])
+    over = f", mean over {len(counts)} splits" if len(counts) > 1 else ""
     print(
-        f"paired bootstrap ({args.resamples} resamples): new - base {np.mean(gaps):+.2f}, "
+        f"paired bootstrap ({args.resamples} resamples{over}): new - base {np.mean(gaps):+.2f}, "
         f"95 % interval [{low:+.2f}, {high:+.2f}], share <= 0: {np.mean(np.array(gaps) <= 0):.3f}"
     )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +34,22 @@ def test_batch_is_padded_with_zero_and_ignores_unknown_ngrams() -> None:
     batch = index.encode_batch(["服务真差", "好", ""])
     assert batch.dtype == np.int64
     assert batch.tolist() == [[1, 2, 3, 4], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_ids_do_not_depend_on_the_processs_hash_seed() -> None:
+    """A seeded training run must write the same ngrams.json in every process."""
+    code = (
+        "from nluserve.runtime.ngrams import NgramIndex;"
+        "print(list(NgramIndex.build(['服务很好，房间干净', '服务很差，房间很脏', '房间干净'], 2).ids))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env=os.environ | {"PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1

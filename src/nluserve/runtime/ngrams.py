@@ -43,7 +43,8 @@ class NgramIndex:
         """Keep the n-grams found in at least ``min_count`` texts, in first-seen order."""
         counts: dict[str, int] = {}
         for text in texts:
-            for key in ngram_keys(text):
+            # sorted: a set's order follows the process's string hash seed, and the ids must not
+            for key in sorted(ngram_keys(text)):
                 counts[key] = counts.get(key, 0) + 1
         return cls([k for k, n in counts.items() if n >= min_count])
 

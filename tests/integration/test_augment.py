@@ -111,6 +111,7 @@ def test_an_epoch_swaps_in_its_own_copies_and_their_features() -> None:
         lexicon=lexicon,
     )
     data.for_epoch(2)
+    assert items == fixed + epoch_copies(cfg, SOURCE, {}, 1)  # the next member starts from these
     expected = fixed + epoch_copies(cfg, SOURCE, {}, 2)
     assert data.items == expected
     assert data.lengths == [len(e.text) for e in expected]

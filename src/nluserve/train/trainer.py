@@ -211,6 +211,7 @@ def epoch_copies(
 ) -> list[Example]:
     """The augmented windows an epoch trains on: one draw for every epoch, unless
     --augment-fresh draws again per epoch (epoch 1 draws what a run without it draws)."""
+    # A prime stride keeps an epoch's draw away from the draws of runs with nearby seeds.
     seed = cfg.seed + (epoch - 1) * 7919 if cfg.augment_fresh else cfg.seed
     return training_windows(augment(examples, cfg.augment, seed, gazetteer), cfg.max_length)
 
@@ -553,6 +554,14 @@ class EpochData:
     vocab: Vocab | None = None
     lexicon: Lexicon | None = None
     epoch: int = 1
+
+    def __post_init__(self) -> None:
+        # Own lists: for_epoch swaps copies in place, and each ensemble member starts at epoch 1.
+        self.items, self.feats, self.lengths = (
+            list(self.items),
+            list(self.feats),
+            list(self.lengths),
+        )
 
     def for_epoch(self, epoch: int) -> None:
         """With --augment-fresh, swap in that epoch's copies (a fresh draw of replacements)."""

@@ -107,8 +107,7 @@ def test_an_epoch_swaps_in_its_own_copies_and_their_features() -> None:
         {},
         fresh=lambda epoch: epoch_copies(cfg, SOURCE, {}, epoch),
         n_fixed=len(fixed),
-        vocab=vocab,
-        lexicon=lexicon,
+        encode=lambda text: encode_batch([text], vocab, lexicon),
     )
     data.for_epoch(2)
     assert items == fixed + epoch_copies(cfg, SOURCE, {}, 1)  # the next member starts from these

@@ -296,10 +296,11 @@ def train(cfg: TrainConfig) -> Manifest:
         + ("GlobalPointer span head" if cfg.task == "ner" else "max/mean pooling head"),
     )
     encoder = _encoder(vocab, lexicon, ngrams)
-    feats = [
-        encode_batch([e.text], vocab, lexicon)
-        for e in tqdm(train_items, desc="features", file=sys.stderr)
-    ]
+
+    def encode(text: str) -> dict[str, np.ndarray]:
+        return encode_batch([text], vocab, lexicon)
+
+    feats = [encode(e.text) for e in tqdm(train_items, desc="features", file=sys.stderr)]
     lengths = [len(e.text) for e in train_items]
     pretrained, pretrain_note = _pretrain(cfg, net_cfg, train_ex, val_ex, vocab, lexicon)
     trained = []
@@ -323,8 +324,7 @@ def train(cfg: TrainConfig) -> Manifest:
                     index,
                     fresh=fresh,
                     n_fixed=n_fixed,
-                    vocab=vocab,
-                    lexicon=lexicon,
+                    encode=encode,
                 ),
                 seed,
                 label=f"member {member + 1}/{cfg.members}: " if cfg.members > 1 else "",
@@ -551,8 +551,7 @@ class EpochData:
     # --augment-fresh: an epoch's augmented copies, which follow the first n_fixed items.
     fresh: Callable[[int], list[Example]] | None = None
     n_fixed: int = 0
-    vocab: Vocab | None = None
-    lexicon: Lexicon | None = None
+    encode: Callable[[str], dict[str, np.ndarray]] | None = None  # one text's features
     epoch: int = 1
 
     def __post_init__(self) -> None:
@@ -567,12 +566,10 @@ class EpochData:
         """With --augment-fresh, swap in that epoch's copies (a fresh draw of replacements)."""
         if self.fresh is None or epoch == self.epoch:
             return
-        assert self.vocab is not None and self.lexicon is not None
+        assert self.encode is not None
         copies = self.fresh(epoch)
         self.items[self.n_fixed :] = copies
-        self.feats[self.n_fixed :] = [
-            encode_batch([e.text], self.vocab, self.lexicon) for e in copies
-        ]
+        self.feats[self.n_fixed :] = [self.encode(e.text) for e in copies]
         self.lengths[self.n_fixed :] = [len(e.text) for e in copies]
         self.epoch = epoch
 

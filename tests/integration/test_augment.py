@@ -119,3 +119,37 @@ def test_an_epoch_swaps_in_its_own_copies_and_their_features() -> None:
         want = encode_batch([item.text], vocab, lexicon)
         assert want.keys() == feats.keys()
         assert all((want[k] == feats[k]).all() for k in want)
+
+
+NESTED = [
+    # 右肺 (bod) inside 右肺咳嗽 (sym) is a group; 发热 stands alone
+    Example(
+        "患者右肺咳嗽伴发热三天",
+        [GoldSpan(2, 6, "sym"), GoldSpan(2, 4, "bod"), GoldSpan(7, 9, "sym")],
+    ),
+    Example("予头孢曲松治疗", [GoldSpan(1, 5, "dru")]),
+    # only overlapping entities: nothing to replace, so never copied
+    Example("腹痛", [GoldSpan(0, 2, "sym"), GoldSpan(0, 1, "bod")]),
+] * 20
+
+
+def test_nested_sentences_are_copied_only_with_augment_nested() -> None:
+    flat_only = augment(NESTED, 1, seed=13)
+    assert {c.text for c in flat_only} <= {
+        "予" + e.text[s.start : s.end] + "治疗" for e in NESTED for s in e.spans if s.label == "dru"
+    }
+    copies = augment(NESTED, 1, seed=13, keep_overlaps=True)
+    assert len(copies) == 40  # the first two sentences, not the one made of overlaps alone
+    symptoms = {"右肺咳嗽", "发热", "腹痛"}  # every training mention of sym
+    for copy in copies:
+        found = {(copy.text[s.start : s.end], s.label) for s in copy.spans}
+        if len(copy.spans) == 3:
+            # the group stays whole, with both of its spans; the lone symptom is replaced
+            assert copy.text.startswith("患者右肺咳嗽伴") and copy.text.endswith("三天")
+            assert {("右肺咳嗽", "sym"), ("右肺", "bod")} <= found
+            lone = next(s for s in copy.spans if s.start >= 7)
+            assert lone.label == "sym" and copy.text[lone.start : lone.end] in symptoms
+        else:
+            assert len(found) == 1 and next(iter(found))[1] == "dru"
+    # the replacements follow the flat path's draws for flat data: nothing changes there
+    assert augment(SOURCE, 2, seed=13, keep_overlaps=True) == augment(SOURCE, 2, seed=13)

@@ -64,13 +64,18 @@ def train(
             "file; ONNX Runtime widens them to float32 when it loads the model",
         ),
     ] = False,
-    augment: Annotated[
-        int, typer.Option(help="entity-replacement copies per sentence (flat NER)")
-    ] = 0,
+    augment: Annotated[int, typer.Option(help="entity-replacement copies per sentence (NER)")] = 0,
     augment_fresh: Annotated[
         bool,
         typer.Option(
             help="draw the --augment copies' replacements again for every epoch instead of once"
+        ),
+    ] = False,
+    augment_nested: Annotated[
+        bool,
+        typer.Option(
+            help="also copy sentences with overlapping (nested) entities: each group of "
+            "overlapping entities stays as it is, the others are replaced"
         ),
     ] = False,
     char_dropout: Annotated[
@@ -167,6 +172,7 @@ def train(
         dropout=dropout,
         augment=augment,
         augment_fresh=augment_fresh,
+        augment_nested=augment_nested,
         char_dropout=char_dropout,
         augment_kinds=_label_kinds(augment_kind or []),
         adversarial=adversarial,

@@ -126,7 +126,11 @@ _RECIPE_OPTIONS = {
     "--lr": "lr",
     "--max-length": "max_length",
 }
-_RECIPE_FLAGS = {"--nested": "nested", "--augment-fresh": "augment_fresh"}
+_RECIPE_FLAGS = {
+    "--nested": "nested",
+    "--augment-fresh": "augment_fresh",
+    "--augment-nested": "augment_nested",
+}
 # Repeatable LABEL=VALUE options, gathered into a tuple of pairs in their order.
 _RECIPE_PAIRS = {"--augment-kind": "augment_kinds"}
 # The TrainConfig fields a refit must share with its validated run.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import sys
@@ -68,8 +67,9 @@ class TrainConfig:
     swa_from: int | None = None  # average the weights of this epoch and every later one
     members: int = 1  # networks (seeds seed, seed+1, ...) whose logits are averaged in one graph
     compact: bool = False  # store large weights as float16 / int8 rows (train/compact.py)
-    augment: int = 0  # entity-replacement copies per training sentence (flat NER only)
+    augment: int = 0  # entity-replacement copies per training sentence (NER)
     augment_fresh: bool = False  # draw the copies' replacements again for every epoch
+    augment_nested: bool = False  # copy nested sentences too, keeping overlapping groups as is
     # (label code, lexicon kind): half of that label's replacements are jieba's words of the kind
     augment_kinds: tuple[tuple[str, str], ...] = ()
     adversarial: float = 0.0  # FGM step on the embedding tables (train/adversarial.py); 0: off
@@ -168,9 +168,13 @@ def augment(
     copies: int,
     seed: int,
     gazetteer: dict[str, list[str]] | None = None,
+    keep_overlaps: bool = False,
 ) -> list[Example]:
     """Entity replacement: copies of sentences whose entities are swapped for other training
-    mentions of the same type. Only sentences without overlapping spans are used.
+    mentions of the same type. Only sentences without overlapping spans are used, unless
+    ``keep_overlaps``: then a group of overlapping spans (a nested entity and what contains
+    it) is kept as it is and every other entity is replaced, so nested sentences are copied
+    too. A sentence with no entity outside such a group is not copied.
 
     For a label in ``gazetteer``, half of the replacements are drawn from its words instead,
     so the network meets many more names than training shows it."""
@@ -184,14 +188,26 @@ def augment(
             mentions.setdefault(sp.label, []).append(ex.text[sp.start : sp.end])
     out: list[Example] = []
     for ex in examples:
-        spans = sorted(ex.spans, key=lambda sp: sp.start)
-        if not spans or any(a.end > b.start for a, b in itertools.pairwise(spans)):
+        groups = _overlap_groups(ex.spans)
+        if all(len(g) > 1 for g in groups) or (not keep_overlaps and len(groups) < len(ex.spans)):
             continue
         for _ in range(copies):
             pieces, new_spans, pos, cursor = [], [], 0, 0
-            for sp in spans:
-                pieces.append(ex.text[cursor : sp.start])
-                pos += sp.start - cursor
+            for group in groups:
+                start = group[0].start
+                pieces.append(ex.text[cursor:start])
+                pos += start - cursor
+                if len(group) > 1:
+                    end = max(sp.end for sp in group)
+                    pieces.append(ex.text[start:end])
+                    new_spans += [
+                        GoldSpan(pos + sp.start - start, pos + sp.end - start, sp.label)
+                        for sp in group
+                    ]
+                    pos += end - start
+                    cursor = end
+                    continue
+                sp = group[0]
                 words = gazetteer.get(sp.label)
                 if words and rng.random() < 0.5:
                     mention = rng.choice(words)
@@ -206,6 +222,20 @@ def augment(
     return out
 
 
+def _overlap_groups(spans: list[GoldSpan]) -> list[list[GoldSpan]]:
+    """Spans in text order, gathered into groups that overlap (chains included)."""
+    groups: list[list[GoldSpan]] = []
+    end = -1
+    for sp in sorted(spans, key=lambda sp: (sp.start, -sp.end)):
+        if groups and sp.start < end:
+            groups[-1].append(sp)
+            end = max(end, sp.end)
+        else:
+            groups.append([sp])
+            end = sp.end
+    return groups
+
+
 def epoch_copies(
     cfg: TrainConfig, examples: list[Example], gazetteer: dict[str, list[str]], epoch: int
 ) -> list[Example]:
@@ -213,7 +243,8 @@ def epoch_copies(
     --augment-fresh draws again per epoch (epoch 1 draws what a run without it draws)."""
     # A prime stride keeps an epoch's draw away from the draws of runs with nearby seeds.
     seed = cfg.seed + (epoch - 1) * 7919 if cfg.augment_fresh else cfg.seed
-    return training_windows(augment(examples, cfg.augment, seed, gazetteer), cfg.max_length)
+    copies = augment(examples, cfg.augment, seed, gazetteer, keep_overlaps=cfg.augment_nested)
+    return training_windows(copies, cfg.max_length)
 
 
 def _batches(n_items: int, lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:

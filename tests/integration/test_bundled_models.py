@@ -44,6 +44,20 @@ def test_general_finds_people_and_places_in_news() -> None:
     assert {("上海", "address"), ("广州", "address")} <= found
 
 
+def test_general_reads_a_long_news_text_in_windows_of_its_training_length() -> None:
+    # Served in 128-character windows, this text came back as one 77-character "name" that
+    # swallowed the people, places and companies in it.
+    text = (
+        "新华社北京3月5日电，国务院总理李强在人民大会堂作政府工作报告。报告指出，今年经济增长"
+        "目标为5%左右。全国人大代表、华为公司董事长梁华表示，将继续加大研发投入。"
+        "来自广东的代表马化腾建议加快数字经济发展。"
+    )
+    found = _entities("general", text)
+    assert {("李强", "name"), ("梁华", "name"), ("马化腾", "name")} <= found
+    assert ("广东", "address") in found
+    assert max(len(t) for t, _ in found) <= 10
+
+
 def test_medical_finds_symptoms_and_a_drug() -> None:
     found = _entities("medical", "患者自述发热、咳嗽，服用阿司匹林后好转。")
     assert {("发热", "sym"), ("咳嗽", "sym")} <= found

@@ -22,7 +22,7 @@ from nluserve.runtime.results import ClassResult, NerResult
 from nluserve.train.compact import compact
 from nluserve.train.export import export_onnx
 from nluserve.train.net import Ensemble, Net, NetConfig
-from tests.conftest import write_cluener
+from tests.conftest import NER_SENTENCES, write_cluener
 
 
 def train(*args: str) -> subprocess.CompletedProcess[str]:
@@ -84,6 +84,8 @@ def test_smoke_ner_training_writes_a_verified_loadable_model(tmp_path: Path) -> 
     assert width == N_FEATURES + 3 * len(KINDS)
     assert manifest.training is not None and manifest.training.n_validation == 3
     assert "f1" in manifest.metrics["validation"]
+    # it serves windows no longer than the longest sentence it trained on
+    assert manifest.max_length == max(len(text) for text, _ in NER_SENTENCES) < 128
     text = "张三在北京大学读书。"
     [res] = load_model(out).predict([text])
     assert isinstance(res, NerResult)

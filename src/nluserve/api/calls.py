@@ -11,11 +11,12 @@ from nluserve.api.deps import Caller
 from nluserve.api.problems import ClientGone, ProblemError, from_service_error
 from nluserve.errors import NluserveError
 from nluserve.observability import metrics
-from nluserve.quota.base import QuotaUnavailable
+from nluserve.quota.base import Policy, QuotaUnavailable
 from nluserve.runtime.model import Model
 from nluserve.services.inference import InferenceService, Prediction
 from nluserve.settings import Settings
-from nluserve.tenancy.gate import Gate, QuotaExceeded, policy_of, ratelimit_headers
+from nluserve.tenancy.auth import Principal
+from nluserve.tenancy.gate import Gate, QuotaExceeded, Ticket, policy_of, ratelimit_headers
 
 
 def _limit(slug: str, title: str, detail: str, field: str, message: str) -> ProblemError:
@@ -96,17 +97,70 @@ async def run_prediction(
     request_id: str,
 ) -> Prediction:
     """Take quota, queue the call, give the quota back if it did not run, audit it."""
+    [pred] = await run_predictions(request, service, caller, [(model, texts, labels)], request_id)
+    return pred
+
+
+Job = tuple[Model, Sequence[str], Sequence[str] | None]  # model, texts, labels
+
+
+async def run_predictions(
+    request: Request,
+    service: InferenceService,
+    caller: Caller,
+    jobs: Sequence[Job],
+    request_id: str,
+) -> list[Prediction]:
+    """One call that needs several models (``/api/predict``): one quota unit per model, taken
+    all or none before any runs; if one cannot run, every unit is given back."""
     gate: Gate | None = request.app.state.gate
     if gate is None or caller.principal is None:
-        return await _queue(request, service, model, texts, labels, request_id)
-    if labels:
-        try:
-            model.resolve_labels(labels)  # a schema error is a validation error: it costs nothing
-        except NluserveError as exc:
-            raise from_service_error(exc) from exc
+        return [await _queue(request, service, m, t, lab, request_id) for m, t, lab in jobs]
+    for model, _, labels in jobs:
+        if labels:
+            try:
+                model.resolve_labels(
+                    labels
+                )  # a schema error is a validation error: it costs nothing
+            except NluserveError as exc:
+                raise from_service_error(exc) from exc
     policy = policy_of(caller.principal)
+    tickets: list[Ticket] = []
     try:
-        ticket = await gate.admit(caller.principal)
+        for _ in jobs:
+            tickets.append(await _admit(request, gate, caller.principal, policy))
+    except ProblemError:
+        for ticket in tickets:
+            await gate.give_back(ticket)
+        raise
+    request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, tickets[-1].decision)
+    matched = request.scope.get("route")
+    route = matched.path if matched is not None else request.scope["path"]  # no URL object
+    status = 500
+    try:
+        preds = [await _queue(request, service, m, t, lab, request_id) for m, t, lab in jobs]
+        status = 200
+        return preds
+    except ProblemError as exc:
+        status = exc.status
+        if exc.status in (503, 504):
+            for ticket in tickets:
+                await gate.give_back(ticket)  # it did not run: it costs the tenant nothing
+        raise
+    except ClientGone:
+        status = 499
+        for ticket in tickets:
+            await gate.give_back(ticket)
+        raise
+    finally:
+        for ticket, (model, texts, _) in zip(tickets, jobs, strict=True):
+            gate.record(ticket, request_id, route, model.name, model.task, list(texts), status)
+
+
+async def _admit(request: Request, gate: Gate, principal: Principal, policy: Policy) -> Ticket:
+    """One quota unit and burst token, or the 429/503 problem that refuses the call."""
+    try:
+        return await gate.admit(principal)
     except QuotaExceeded as exc:
         headers = {
             **ratelimit_headers(policy, exc.decision),
@@ -131,25 +185,6 @@ async def run_prediction(
             str(exc),
             headers={"Retry-After": "1"},
         ) from exc
-    request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, ticket.decision)
-    matched = request.scope.get("route")
-    route = matched.path if matched is not None else request.scope["path"]  # no URL object
-    status = 500
-    try:
-        pred = await _queue(request, service, model, texts, labels, request_id)
-        status = 200
-        return pred
-    except ProblemError as exc:
-        status = exc.status
-        if exc.status in (503, 504):
-            await gate.give_back(ticket)  # it did not run: it costs the tenant nothing
-        raise
-    except ClientGone:
-        status = 499
-        await gate.give_back(ticket)
-        raise
-    finally:
-        gate.record(ticket, request_id, route, model.name, model.task, list(texts), status)
 
 
 async def _queue(

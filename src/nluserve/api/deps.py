@@ -118,8 +118,35 @@ class Call:
     request_id: str
 
 
+async def require_json(request: Request) -> None:
+    """415 for a body not declared as JSON (``curl -d`` sends a form) or not declared at all.
+
+    FastAPI reads only a declared JSON body as JSON, so the route would otherwise answer a
+    misleading 422 ("Input should be a valid dictionary"). An empty body needs no type."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    declared = request.headers.get("content-type")
+    if declared is None:
+        if not await request.body():  # read already: FastAPI parsed the body before this
+            return
+        declared = ""
+    media = declared.partition(";")[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise ProblemError(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        f"the body must be JSON (Content-Type: application/json), not {media or 'empty'!r}",
+        headers={"Accept-Post": "application/json"},
+    )
+
+
 async def get_call(request: Request) -> Call:
     """Service, settings, the authenticated caller and the request id of a prediction call."""
+    await require_json(request)  # here, not as one more dependency: this runs on every call
     state = request.app.state
     return Call(
         state.inference, state.settings, await get_caller(request), request.state.request_id
@@ -133,3 +160,5 @@ RequestIdDep = Annotated[str, Depends(get_request_id)]
 AdminDep = Annotated[Caller, Depends(get_admin)]
 TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
 CallDep = Annotated[Call, Depends(get_call)]
+# For routers whose routes take a JSON body (the prediction routes check it in get_call).
+JSON_BODY = Depends(require_json)

@@ -16,6 +16,7 @@ from nluserve.observability import metrics
 from nluserve.observability.logging import request_id_var
 
 access_log = logging.getLogger("nluserve.access")
+error_log = logging.getLogger("nluserve.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Request ids need to be unique, not secret: 128 bits from the process's PRNG (reseeded after
 # fork by the random module) instead of uuid4, whose os.urandom is a syscall that hands the GIL
@@ -41,7 +42,7 @@ class RequestContext:
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = 500
-        counted = False
+        counted = responded = False
 
         def count() -> float:
             nonlocal counted
@@ -53,13 +54,13 @@ class RequestContext:
             return elapsed
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 # Counted before the last byte leaves: a client that has its answer and then
                 # reads /metrics must find its call there.
                 count()
             elif message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))
                 existing = {k.lower() for k, _ in headers}
@@ -71,6 +72,21 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if responded:
+                raise
+            # Answered here, not by Starlette's outermost error handler: that one runs after
+            # this middleware has let go of the request, so its 500 would carry no
+            # X-Request-ID and its traceback no request id to match the client's report by.
+            error_log.exception("unhandled error", extra={"fields": {"route": _route(scope)}})
+            await _send_problem(
+                scope,
+                send_with_id,
+                500,
+                "internal",
+                "Internal server error",
+                "an unexpected error; it has been logged with this request id",
+            )
         finally:
             elapsed = time.perf_counter() - started if counted else count()
             route = _route(scope)
@@ -157,28 +173,42 @@ class BodyLimit:
                 raise
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": TYPE_BASE + "payload-too-large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"the request body exceeds {self.max_bytes} bytes",
-                "instance": scope.get("path"),
-                "request_id": scope.get("state", {}).get("request_id"),
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await _send_problem(
+            scope,
+            send,
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"the request body exceeds {self.max_bytes} bytes",
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def _send_problem(
+    scope: Scope, send: Send, status: int, slug: str, title: str, detail: str
+) -> None:
+    """A problem+json answer sent from middleware, outside FastAPI's handlers; closes."""
+    body = json.dumps(
+        {
+            "type": TYPE_BASE + slug,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": scope.get("path"),
+            "request_id": scope.get("state", {}).get("request_id"),
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -139,7 +140,7 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                "field": _field(e.get("loc", ())),
                 "message": e.get("msg", ""),
                 "type": e.get("type", ""),
             }
@@ -183,3 +184,16 @@ def install(app: FastAPI) -> None:
                 500, "internal", "Internal server error", "an unexpected error; it has been logged"
             ),
         )
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    """``texts[1]``, ``schema.人物``: the path to a bad field, spelled as check_limits does.
+
+    Printable even when the client's key is not Unicode (a lone surrogate): the body must
+    still encode as UTF-8."""
+    path = ""
+    for part in loc:
+        if part == "body" and not path:
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path.encode("utf-8", "backslashreplace").decode("utf-8") or "body"

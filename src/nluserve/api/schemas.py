@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+# JSON can spell a lone surrogate ("\ud800"), which is no Unicode character: it cannot be
+# encoded as UTF-8, so a text holding one could never be answered.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(value: str) -> str:
+    if _SURROGATE.search(value):
+        raise ValueError(
+            "contains an unpaired surrogate (\\ud800 to \\udfff), which is not a Unicode "
+            "character; send characters outside the BMP as one code point or as a pair"
+        )
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class LabelOut(BaseModel):
@@ -52,9 +69,9 @@ class PredictIn(BaseModel):
         },
     )
 
-    text: str | None = Field(None, description="one text")
-    texts: list[str] | None = Field(None, description="several texts, answered in order")
-    labels: list[str] | None = Field(
+    text: Text | None = Field(None, description="one text")
+    texts: list[Text] | None = Field(None, description="several texts, answered in order")
+    labels: list[Text] | None = Field(
         None, description="entity types to keep (codes, 中文名 or aliases)"
     )
 
@@ -69,7 +86,7 @@ class PredictIn(BaseModel):
 
 
 class NerIn(PredictIn):
-    model: str | None = Field(None, description="NER model name (default: general)")
+    model: Text | None = Field(None, description="NER model name (default: general)")
 
 
 class EntityOut(BaseModel):
@@ -105,7 +122,7 @@ class Health(BaseModel):
 
 
 class CompatNerIn(BaseModel):
-    text: str = Field(examples=["张三在北京大学读书。"])
+    text: Text = Field(examples=["张三在北京大学读书。"])
 
 
 class CompatEntity(BaseModel):
@@ -136,9 +153,10 @@ class UniNluIn(BaseModel):
         }
     )
 
-    text: str
-    schema_: dict[str, Any] = Field(
-        alias="schema", description="entity types (or 情感分类) as keys"
+    text: Text
+    # Values must be null: nested schemas (relations, events) ask for what no model here does.
+    schema_: dict[Text, None] = Field(
+        alias="schema", description="entity types (or 情感分类) as keys, each with null"
     )
 
 

@@ -108,6 +108,7 @@ def test_a_stalled_process_fails_the_call_after_its_timeout(
     backend.ping()  # connected
     assert host.pid is not None
     os.kill(host.pid, signal.SIGSTOP)
+    _wait_until_stopped(host.pid)  # kill() returns before the signal has taken effect
     try:
         started = time.monotonic()
         with pytest.raises(InferenceUnavailableError, match="TimeoutError"):
@@ -274,3 +275,14 @@ def test_one_worker_with_the_process_reports_both_processes_metrics(
     finally:
         srv.proc.send_signal(signal.SIGTERM)
         srv.proc.wait(timeout=60)
+
+
+def _wait_until_stopped(pid: int, timeout_s: float = 5.0) -> None:
+    """Until /proc says the process is stopped (state T)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -125,7 +126,7 @@ def test_malformed_json_is_400() -> None:
     [
         ({"text": 123}, "text"),
         ({"texts": "张三"}, "texts"),
-        ({"texts": ["张三", 5]}, "texts.1"),
+        ({"texts": ["张三", 5]}, "texts[1]"),
         ({"text": "张三", "labels": 5}, "labels"),
         ({"text": "张三", "colour": "red"}, "colour"),
     ],
@@ -235,3 +236,115 @@ def test_not_ready_before_the_lifespan_has_started() -> None:
     response = asyncio.run(scenario())
     assert response.status_code == 503
     assert response.json()["status"] == "not ready"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/v1/ner", '{"text": "张三\\ud800在北京"}', "text"),
+        ("/v1/ner", '{"texts": ["张三", "\\udc00"]}', "texts[1]"),
+        ("/v1/ner", '{"text": "张三", "labels": ["\\ud800"]}', "labels[0]"),
+        ("/predict/ner", '{"text": "\\ud800"}', "text"),
+        ("/api/predict", '{"text": "张三\\ud800", "schema": {"人物": null}}', "text"),
+    ],
+)
+def test_a_lone_surrogate_is_422_naming_the_field(path: str, raw: str, field: str) -> None:
+    # valid JSON, but no Unicode text: it could never be encoded in the answer
+    response = _answer(
+        _post(path, content=raw.encode(), headers={"content-type": "application/json"})
+    )
+    body = assert_problem(response, 422)
+    assert field in _fields(body)
+
+
+def test_a_surrogate_pair_is_one_character_and_answered() -> None:
+    raw = '{"text": "\\ud83d\\ude00张三在北京"}'.encode()
+    response = _answer(_post("/v1/ner", content=raw, headers={"content-type": "application/json"}))
+    assert response.status_code == 200, response.text
+    text = "\U0001f600张三在北京"
+    entities = response.json()["results"][0]["entities"]
+    assert entities and all(text[e["start"] : e["end"]] == e["text"] for e in entities)
+
+
+def test_a_nested_schema_is_422() -> None:
+    payload = {"text": "张三在北京", "schema": {"人物": {"获奖": None}}}
+    body = assert_problem(_answer(_post("/api/predict", payload)), 422)
+    assert _fields(body) == {"schema.人物"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        (
+            {"content-type": "application/x-www-form-urlencoded"},
+            "application/x-www-form-urlencoded",
+        ),
+        ({"content-type": "text/plain"}, "text/plain"),
+        ({}, "empty"),
+    ],
+)
+def test_a_body_that_is_not_declared_json_is_415(headers: dict[str, str], named: str) -> None:
+    for path in ("/v1/ner", "/predict/ner"):
+        call = _post(path, content='{"text": "张三"}'.encode(), headers=headers)
+        body = assert_problem(_answer(call), 415)
+        assert body["type"].endswith("/unsupported-media-type")
+        assert named in body["detail"]
+
+
+def test_json_with_a_charset_is_read_as_json() -> None:
+    headers = {"content-type": "application/json; charset=utf-8"}
+    call = _post("/v1/ner", content='{"text": "张三"}'.encode(), headers=headers)
+    assert _answer(call).status_code == 200
+
+
+def test_labels_on_a_classification_model_are_checked_too() -> None:
+    bad = _answer(_post("/v1/sentiment", {"text": "很好", "labels": ["外星人"]}))
+    assert assert_problem(bad, 422)["type"].endswith("/unknown-label")
+    good = _answer(_post("/v1/sentiment", {"text": "很好", "labels": ["positive"]}))
+    assert good.status_code == 200 and set(good.json()["results"][0]["scores"]) == {
+        "positive",
+        "negative",
+    }
+
+
+def test_health_and_readiness_answer_head() -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        ready = await client.head("/readyz")
+        assert ready.status_code == 200 and ready.content == b""
+        return await client.head("/healthz")
+
+    assert _answer(call).status_code == 200
+
+
+def test_an_unexpected_error_is_a_500_problem_with_the_request_id_in_header_and_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from nluserve.observability.logging import request_id_var
+
+    app = build_app(**LIMITS)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug, not the client's mistake")
+
+    app.add_api_route("/boom", broken, methods=["GET"])
+    seen: list[str | None] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name == "nluserve.http":
+                seen.append(request_id_var.get())
+
+    handler = Capture()
+    logging.getLogger("nluserve.http").addHandler(handler)
+    try:
+
+        async def scenario() -> httpx.Response:
+            async with serving(app) as client:
+                return await client.get("/boom", headers={"X-Request-ID": "bug-7"})
+
+        response = asyncio.run(scenario())
+    finally:
+        logging.getLogger("nluserve.http").removeHandler(handler)
+    body = assert_problem(response, 500)
+    assert response.headers["x-request-id"] == "bug-7" == body["request_id"]
+    assert seen == ["bug-7"]

@@ -132,3 +132,28 @@ def test_a_disabled_tenant_costs_nothing(stack: Stack) -> None:
             assert await stack.quota_used(tenant) == 0
 
     asyncio.run(scenario())
+
+
+def test_a_call_needing_two_models_takes_both_units_or_none(stack: Stack) -> None:
+    # /api/predict answers "name" with general and "dis" with medical: two units of quota.
+    body = {"text": "张三患肺炎", "schema": {"name": None, "dis": None}}
+    short, short_key = stack.tenant("short", quota_daily=1)
+    enough, enough_key = stack.tenant("enough", quota_daily=2)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post("/api/predict", json=body, headers=bearer(short_key))
+            assert_problem(r, 429, "quota-exceeded")
+            # the first model's unit was given back and nothing ran or was audited
+            assert await stack.quota_used(short) == 0
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(short_key))
+            assert r.status_code == 200, r.text
+            r = await client.post("/api/predict", json=body, headers=bearer(enough_key))
+            assert r.status_code == 200, r.text
+            assert r.json()["result"] == {"name": ["张三"], "dis": ["肺炎"]}
+            assert await stack.quota_used(enough) == 2
+            await stack.app.state.gate.audit.flush()
+            assert stack.tenancy.repo.audit_count(short.id) == 1
+            assert stack.tenancy.repo.audit_count(enough.id) == 2
+
+    asyncio.run(scenario())

@@ -205,3 +205,55 @@ def test_usage_returns_only_the_callers_own_rows(stack: Stack) -> None:
     assert sum(row["calls"] for row in mine["rows"]) == 2
     assert {row["model"] for row in mine["rows"]} == {"general"}
     assert theirs == mine  # a query parameter naming another tenant changes nothing
+
+
+def test_a_model_outside_the_scope_is_neither_listed_nor_described(stack: Stack) -> None:
+    _, key = stack.tenant("scoped", scopes=("general",))
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            listed = await client.get("/v1/models", headers=bearer(key))
+            assert [m["name"] for m in listed.json()["models"]] == ["general"]
+            r = await client.get("/v1/models/medical", headers=bearer(key))
+            assert_problem(r, 403, "out-of-scope")
+            r = await client.get("/v1/models/general", headers=bearer(key))
+            assert r.status_code == 200 and r.json()["name"] == "general"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/admin/tenants", {"name": "big", "quota_daily": 10**23}, "quota_daily"),
+        ("POST", "/admin/tenants", {"name": "big", "burst": 10**20}, "burst"),
+        ("POST", "/admin/tenants", {"name": "tiny", "rate_per_s": 1e-300}, "rate_per_s"),
+        ("POST", "/admin/tenants", {"name": "typo", "quota": 5}, "quota"),
+        ("PATCH", "/admin/tenants/{b}", {"rate_per_s": 1e300}, "rate_per_s"),
+        ("PATCH", "/admin/tenants/{b}", {"name": "renamed"}, "name"),
+        ("POST", "/admin/tenants/{b}/keys", {"expires_days": 3_000_000}, "expires_days"),
+        ("POST", "/admin/tenants/{b}/keys", {"expires_days": 1e10}, "expires_days"),
+    ],
+)
+def test_admin_numbers_out_of_range_and_unknown_fields_are_422(
+    stack: Stack, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    _, admin_key = stack.tenant("root", admin=True)
+    tenant_b, _ = stack.tenant("beta")
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            url = path.format(b=tenant_b.id)
+            r = await client.request(method, url, json=body, headers=bearer(admin_key))
+            problem = assert_problem(r, 422, "validation-error")
+            assert field in {e["field"] for e in problem["errors"]}
+            # Infinity is not JSON, but Python's parser reads it: still a 422, never a 500
+            raw = b'{"name": "inf", "rate_per_s": Infinity}'
+            r = await client.post(
+                "/admin/tenants",
+                content=raw,
+                headers={**bearer(admin_key), "content-type": "application/json"},
+            )
+            assert_problem(r, 422, "validation-error")
+
+    asyncio.run(scenario())

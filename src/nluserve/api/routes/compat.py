@@ -9,8 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from nluserve.api.calls import authorize, check_limits, resolve, run_prediction
-from nluserve.api.deps import CallerDep, InferenceDep, RequestIdDep, SettingsDep
+from nluserve.api.calls import (
+    authorize,
+    check_limits,
+    resolve,
+    run_prediction,
+    run_predictions,
+)
+from nluserve.api.deps import JSON_BODY, CallerDep, InferenceDep, RequestIdDep, SettingsDep
 from nluserve.api.problems import ProblemError, responses
 from nluserve.api.schemas import (
     CompatEntity,
@@ -24,7 +30,9 @@ from nluserve.runtime.model import Model
 from nluserve.runtime.results import ClassResult, NerResult
 
 router = APIRouter(
-    tags=["compatibility"], responses=responses(400, 401, 403, 404, 413, 422, 429, 503, 504)
+    tags=["compatibility"],
+    responses=responses(400, 401, 403, 404, 413, 415, 422, 429, 503, 504),
+    dependencies=[JSON_BODY],
 )
 
 SENTIMENT_KEYS = {"情感分类", "情感", "sentiment"}
@@ -93,9 +101,10 @@ async def uninlu(
     chosen = {name: resolve(service, name) for name in plan}
     for model in chosen.values():
         authorize(caller, model)
-    for model_name, keys in plan.items():
+    jobs = [(chosen[name], [body.text], None) for name in plan]
+    preds = await run_predictions(request, service, caller, jobs, request_id)
+    for (model_name, keys), pred in zip(plan.items(), preds, strict=True):
         model = chosen[model_name]
-        pred = await run_prediction(request, service, caller, model, [body.text], None, request_id)
         [res] = pred.results
         if isinstance(res, ClassResult):
             names = {lab.code: lab.zh for lab in model.labels}

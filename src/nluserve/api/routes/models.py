@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nluserve.api.calls import resolve
+from nluserve.api.calls import authorize, resolve
 from nluserve.api.deps import CallerDep, InferenceDep, SettingsDep
 from nluserve.api.problems import responses
 from nluserve.api.render import model_out
@@ -28,4 +28,6 @@ async def list_models(service: InferenceDep, settings: SettingsDep, caller: Call
 async def get_model(
     name: str, service: InferenceDep, settings: SettingsDep, caller: CallerDep
 ) -> ModelOut:
-    return model_out(resolve(service, name), settings)
+    model = resolve(service, name)
+    authorize(caller, model)  # as for its predictions; the list leaves such models out
+    return model_out(model, settings)

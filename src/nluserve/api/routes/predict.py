@@ -12,7 +12,9 @@ from nluserve.api.schemas import NerIn, PredictIn, PredictOut
 from nluserve.runtime.model import Model
 
 router = APIRouter(
-    prefix="/v1", tags=["predict"], responses=responses(400, 401, 403, 404, 413, 422, 429, 503, 504)
+    prefix="/v1",
+    tags=["predict"],
+    responses=responses(400, 401, 403, 404, 413, 415, 422, 429, 503, 504),
 )
 
 
@@ -25,9 +27,9 @@ async def _predict(request: Request, call: Call, model: Model, body: PredictIn) 
     authorize(call.caller, model)
     texts = body.all_texts()
     check_limits(texts, call.settings, "text" if body.text is not None else "texts")
-    labels = body.labels if model.task == "ner" else None
+    # A classification model checks labels too (an unknown one is a 422) and scores every class.
     pred = await run_prediction(
-        request, call.service, call.caller, model, texts, labels, call.request_id
+        request, call.service, call.caller, model, texts, body.labels, call.request_id
     )
     return Response(prediction_json(pred, call.request_id), media_type="application/json")
 

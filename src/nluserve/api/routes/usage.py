@@ -7,15 +7,20 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from nluserve.api.deps import AdminDep, CallerDep, TenancyDep
+from nluserve.api.deps import JSON_BODY, AdminDep, CallerDep, TenancyDep
 from nluserve.api.problems import ProblemError, responses
 from nluserve.tenancy.service import Conflict, NotFound
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
 router = APIRouter(tags=["usage"], responses=responses(401, 403, 404, 409, 422))
-admin = APIRouter(prefix="/admin", tags=["admin"], responses=responses(401, 403, 404, 409, 422))
+admin = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    responses=responses(401, 403, 404, 409, 415, 422),
+    dependencies=[JSON_BODY],
+)
 
 Days = Annotated[int, Query(ge=1, le=366, description="days back from today")]
 
@@ -38,19 +43,32 @@ class TenantOut(BaseModel):
     created_at: datetime
 
 
+# Upper bounds far above any real plan, so a typo is a 422 and not a number the database or
+# the RateLimit headers cannot hold.
+MAX_QUOTA = 10**12
+MAX_RATE = 1e6
+MIN_RATE = 1e-4  # one call per 2.8 hours
+MAX_BURST = 10**9
+MAX_KEY_DAYS = 36500
+
+
 class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.\-]+$")
-    quota_daily: int | None = Field(None, ge=0)
-    rate_per_s: float | None = Field(None, gt=0)
-    burst: int | None = Field(None, gt=0)
+    quota_daily: int | None = Field(None, ge=0, le=MAX_QUOTA)
+    rate_per_s: float | None = Field(None, ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)
+    burst: int | None = Field(None, gt=0, le=MAX_BURST)
     scopes: list[str] = Field(default_factory=list, description="models/tasks; empty = all")
 
 
 class TenantPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     status: str | None = Field(None, pattern="^(active|disabled)$")
-    quota_daily: int | None = Field(None, ge=0)
-    rate_per_s: float | None = Field(None, gt=0)
-    burst: int | None = Field(None, gt=0)
+    quota_daily: int | None = Field(None, ge=0, le=MAX_QUOTA)
+    rate_per_s: float | None = Field(None, ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)
+    burst: int | None = Field(None, gt=0, le=MAX_BURST)
     scopes: list[str] | None = None
 
 
@@ -75,8 +93,10 @@ class NewTenantOut(BaseModel):
 
 
 class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field("", max_length=100)
-    expires_days: float | None = Field(None, gt=0)
+    expires_days: float | None = Field(None, gt=0, le=MAX_KEY_DAYS, allow_inf_nan=False)
 
 
 def _tenant(t: Tenant) -> TenantOut:

@@ -58,3 +58,22 @@ def test_simultaneous_first_opens_all_succeed_in_wal_mode(
         assert errors == [], f"round {round_}: {errors[0]!r}"
         with sqlite3.connect(path) as check:
             assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_database_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    import os
+
+    old_umask = os.umask(0o022)  # what most systems start services with
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path / 'nluserve.db'}")
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        engine.dispose()
+        SqliteQuotaStore(tmp_path / "quota.db")
+        older = tmp_path / "older.db"
+        older.touch(mode=0o644)  # as an earlier version left it
+        make_engine(f"sqlite:///{older}").dispose()
+    finally:
+        os.umask(old_umask)
+    for name in ("nluserve.db", "quota.db", "older.db"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name

@@ -163,6 +163,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body it cannot decode (invalid UTF-8): say so as for JSON
+            return problem_response(
+                request,
+                ProblemError(
+                    400, "malformed-json", "Malformed JSON body", "the body is not valid UTF-8 JSON"
+                ),
+            )
         slug = _STATUS_SLUGS.get(exc.status_code, "error")
         title = slug.replace("-", " ").capitalize()
         return problem_response(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 
-from nluserve.db.sqlite_wal import enable_wal
+from nluserve.db.sqlite_wal import enable_wal, private_file
 
 
 def make_engine(url: str) -> Engine:
     """An engine with the pragmas/pool settings each backend needs."""
     if url.startswith("sqlite"):
+        private_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

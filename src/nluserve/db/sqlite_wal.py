@@ -1,4 +1,4 @@
-"""Switching a SQLite file to WAL when several processes open it at once.
+"""SQLite files that several processes share: owner-only files, switched to WAL.
 
 The switch needs an exclusive lock, and SQLite answers "database is locked" at once instead of
 waiting in its busy handler when another connection is in the middle of its own first statements.
@@ -8,8 +8,11 @@ first connection that succeeds settles it for all: the others retry until they s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 _RETRY_S = 0.01
@@ -31,3 +34,16 @@ def enable_wal(conn: Any, timeout_s: float = 30.0) -> None:
         finally:
             cur.close()
         time.sleep(_RETRY_S)
+
+
+def private_file(database: str | os.PathLike[str] | None) -> None:
+    """Create a SQLite file readable by its owner only (it holds key hashes and the token
+    signing key), whatever the umask or the data directory's mode. SQLite gives its -wal and
+    -shm files the database file's mode."""
+    if not database or str(database) == ":memory:":
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # a file another user owns keeps its mode
+        path.chmod(0o600)  # one an older version created with the umask's mode

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from nluserve.db.sqlite_wal import enable_wal
+from nluserve.db.sqlite_wal import enable_wal, private_file
 from nluserve.quota.base import Decision, Policy, burst_retry_after, seconds_to_midnight, utc_day
 
 _SCHEMA = """
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS bucket (tenant TEXT PRIMARY KEY, tokens REAL, ts REAL
 class SqliteQuotaStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)

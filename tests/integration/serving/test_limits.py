@@ -110,7 +110,7 @@ def test_empty_or_blank_texts_are_422(payload: dict[str, Any], field: str) -> No
 def test_invalid_utf8_is_400() -> None:
     raw = b'{"text": "\xff\xfe\xe5\xbc"}'
     response = _answer(_post("/v1/ner", content=raw, headers={"content-type": "application/json"}))
-    assert_problem(response, 400)
+    assert assert_problem(response, 400)["type"].endswith("/malformed-json")
 
 
 def test_malformed_json_is_400() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from fastapi import Request
 
@@ -95,13 +96,20 @@ async def run_prediction(
     texts: Sequence[str],
     labels: Sequence[str] | None,
     request_id: str,
-) -> Prediction:
-    """Take quota, queue the call, give the quota back if it did not run, audit it."""
-    [pred] = await run_predictions(request, service, caller, [(model, texts, labels)], request_id)
-    return pred
+    render: Callable[[Prediction], R],
+) -> R:
+    """Take quota, queue the call, give the quota back if it did not run, audit it.
+
+    ``render`` builds the answer inside the audited span, so an answer that fails to build
+    is audited as the 500 the client gets, not as a success."""
+    jobs = [(model, texts, labels)]
+    return await run_predictions(
+        request, service, caller, jobs, request_id, lambda preds: render(preds[0])
+    )
 
 
 Job = tuple[Model, Sequence[str], Sequence[str] | None]  # model, texts, labels
+R = TypeVar("R")
 
 
 async def run_predictions(
@@ -110,12 +118,13 @@ async def run_predictions(
     caller: Caller,
     jobs: Sequence[Job],
     request_id: str,
-) -> list[Prediction]:
+    render: Callable[[list[Prediction]], R],
+) -> R:
     """One call that needs several models (``/api/predict``): one quota unit per model, taken
     all or none before any runs; if one cannot run, every unit is given back."""
     gate: Gate | None = request.app.state.gate
     if gate is None or caller.principal is None:
-        return [await _queue(request, service, m, t, lab, request_id) for m, t, lab in jobs]
+        return render([await _queue(request, service, m, t, lab, request_id) for m, t, lab in jobs])
     for model, _, labels in jobs:
         if labels:
             try:
@@ -139,8 +148,9 @@ async def run_predictions(
     status = 500
     try:
         preds = [await _queue(request, service, m, t, lab, request_id) for m, t, lab in jobs]
+        answer = render(preds)
         status = 200
-        return preds
+        return answer
     except ProblemError as exc:
         status = exc.status
         if exc.status in (503, 504):

@@ -39,6 +39,34 @@ def test_a_reused_request_id_does_not_hide_calls_from_the_audit(tmp_path: Path) 
     assert len({r.record_id for r in rows}) == 3
 
 
+def test_an_answer_that_fails_to_build_is_audited_as_the_500_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nluserve.api.routes import predict
+
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("a rendering bug")
+
+    monkeypatch.setattr(predict, "prediction_json", broken)
+    stack = build_stack(tenancy_settings(tmp_path / "data"))
+    tenant, key = stack.tenant("acme")
+
+    async def scenario() -> None:
+        async with running(stack.app, raise_errors=False) as client:
+            r = await client.post("/v1/ner", json={"text": "张三在北京"}, headers=bearer(key))
+            assert r.status_code == 500
+            assert r.headers["content-type"] == "application/problem+json"
+            await stack.app.state.gate.audit.flush()
+
+    asyncio.run(scenario())
+    with stack.tenancy.repo.engine.connect() as conn:
+        rows = conn.execute(
+            AuditRow.__table__.select().where(AuditRow.tenant_id == tenant.id)
+        ).all()
+    stack.tenancy.repo.close()
+    assert [r.status for r in rows] == [500]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

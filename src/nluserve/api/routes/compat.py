@@ -28,6 +28,7 @@ from nluserve.api.schemas import (
 )
 from nluserve.runtime.model import Model
 from nluserve.runtime.results import ClassResult, NerResult
+from nluserve.services.inference import Prediction
 
 router = APIRouter(
     tags=["compatibility"],
@@ -66,12 +67,19 @@ async def predict_ner(
     model = resolve(service, settings.default_ner_model, "ner")
     authorize(caller, model)
     check_limits([body.text], settings, "text")
-    pred = await run_prediction(request, service, caller, model, [body.text], None, request_id)
-    [res] = pred.results
-    assert isinstance(res, NerResult)
-    ents = [CompatEntity(text=e.text, type=e.label, start=e.start, end=e.end) for e in res.entities]
-    return JSONResponse(
-        CompatNerOut(data=CompatNerData(text=body.text, entities=ents)).model_dump()
+
+    def render(pred: Prediction) -> JSONResponse:
+        [res] = pred.results
+        assert isinstance(res, NerResult)
+        ents = [
+            CompatEntity(text=e.text, type=e.label, start=e.start, end=e.end) for e in res.entities
+        ]
+        return JSONResponse(
+            CompatNerOut(data=CompatNerData(text=body.text, entities=ents)).model_dump()
+        )
+
+    return await run_prediction(
+        request, service, caller, model, [body.text], None, request_id, render
     )
 
 
@@ -85,7 +93,7 @@ async def uninlu(
     settings: SettingsDep,
     caller: CallerDep,
     request_id: RequestIdDep,
-) -> UniNluOut:
+) -> JSONResponse:
     check_limits([body.text], settings, "text")
     if not body.schema_:
         raise ProblemError(
@@ -102,19 +110,22 @@ async def uninlu(
     for model in chosen.values():
         authorize(caller, model)
     jobs = [(chosen[name], [body.text], None) for name in plan]
-    preds = await run_predictions(request, service, caller, jobs, request_id)
-    for (model_name, keys), pred in zip(plan.items(), preds, strict=True):
-        model = chosen[model_name]
-        [res] = pred.results
-        if isinstance(res, ClassResult):
-            names = {lab.code: lab.zh for lab in model.labels}
-            for key in keys:
-                result[key] = [names[res.label]]
-        elif isinstance(res, NerResult):
-            for key in keys:
-                codes = model.resolve_labels([key])
-                result[key] = [e.text for e in res.entities if e.label in codes]
-    return UniNluOut(text=body.text, result=result)
+
+    def render(preds: list[Prediction]) -> JSONResponse:
+        for (model_name, keys), pred in zip(plan.items(), preds, strict=True):
+            model = chosen[model_name]
+            [res] = pred.results
+            if isinstance(res, ClassResult):
+                names = {lab.code: lab.zh for lab in model.labels}
+                for key in keys:
+                    result[key] = [names[res.label]]
+            elif isinstance(res, NerResult):
+                for key in keys:
+                    codes = model.resolve_labels([key])
+                    result[key] = [e.text for e in res.entities if e.label in codes]
+        return JSONResponse(UniNluOut(text=body.text, result=result).model_dump())
+
+    return await run_predictions(request, service, caller, jobs, request_id, render)
 
 
 def _plan(models: object, keys: list[str], sentiment_model: str) -> dict[str, list[str]]:

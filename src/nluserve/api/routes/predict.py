@@ -28,10 +28,17 @@ async def _predict(request: Request, call: Call, model: Model, body: PredictIn) 
     texts = body.all_texts()
     check_limits(texts, call.settings, "text" if body.text is not None else "texts")
     # A classification model checks labels too (an unknown one is a 422) and scores every class.
-    pred = await run_prediction(
-        request, call.service, call.caller, model, texts, body.labels, call.request_id
+    body_bytes = await run_prediction(
+        request,
+        call.service,
+        call.caller,
+        model,
+        texts,
+        body.labels,
+        call.request_id,
+        lambda pred: prediction_json(pred, call.request_id),
     )
-    return Response(prediction_json(pred, call.request_id), media_type="application/json")
+    return Response(body_bytes, media_type="application/json")
 
 
 @router.post("/models/{name}/predict", response_model=PredictOut, summary="Predict with a model")

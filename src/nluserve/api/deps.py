@@ -54,15 +54,18 @@ async def get_caller(request: Request) -> Caller:
     gate: Gate | None = request.app.state.gate
     if gate is None:
         return ANONYMOUS
+    given = request.headers.get("authorization")
     try:
-        principal = await gate.auth.authenticate(request.headers.get("authorization"))
+        principal = await gate.auth.authenticate(given)
     except AuthError as exc:
+        # RFC 6750 3.1: an error code only when a credential was sent and refused.
+        challenge = 'Bearer realm="nluserve"' + (', error="invalid_token"' if given else "")
         raise ProblemError(
             401,
             "unauthorized",
             "Authentication required",
             str(exc),
-            headers={"WWW-Authenticate": 'Bearer realm="nluserve"'},
+            headers={"WWW-Authenticate": challenge},
         ) from exc
     except TenantDisabled as exc:
         raise ProblemError(403, "tenant-disabled", "Tenant disabled", str(exc)) from exc

@@ -81,7 +81,12 @@ def test_one_changed_character_is_rejected_before_any_lookup(
                 body = assert_problem(r, 401, "unauthorized")
                 assert body["detail"] == "malformed API key"
                 assert r.headers["WWW-Authenticate"].startswith("Bearer")
+                assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
             assert lookups.calls == []
+            # no credential at all: a challenge without an error code (RFC 6750 3.1)
+            r = await client.post(PREDICT, json={"text": TEXT})
+            assert_problem(r, 401, "unauthorized")
+            assert r.headers["WWW-Authenticate"] == 'Bearer realm="nluserve"'
             ok = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
             assert ok.status_code == 200, ok.text
             assert lookups.calls == [keyfmt.parse(key)]  # the counter does see real lookups

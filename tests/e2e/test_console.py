@@ -66,6 +66,14 @@ def test_console_page_and_assets_carry_a_strict_csp(server: Server) -> None:
         server.url + "/console/assets/app.js", headers={"If-None-Match": script.headers["etag"]}
     )
     assert again.status_code == 304
+    etag = script.headers["etag"]
+    for given in (f"W/{etag}", f'"other", {etag}', "*"):  # weak, a list, any
+        revalidated = httpx.get(
+            server.url + "/console/assets/app.js", headers={"If-None-Match": given}
+        )
+        assert revalidated.status_code == 304, given
+    changed = httpx.get(server.url + "/console/assets/app.js", headers={"If-None-Match": '"old"'})
+    assert changed.status_code == 200
     assert httpx.get(server.url + "/console/assets/nope.js").status_code == 404
     assert httpx.get(server.url + "/console/assets/..%2Fapp.py").status_code == 404
 

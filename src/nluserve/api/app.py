@@ -69,7 +69,15 @@ def create_app(
             await _stop_tenancy(app, gate)
         log.info("stopped")
 
-    app = FastAPI(title="nluserve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # No trailing-slash redirects: Starlette builds their Location from the Host header, which
+    # the client chooses. "/v1/ner/" is a 404 problem instead.
+    app = FastAPI(
+        title="nluserve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
     app.state.settings = settings
     app.state.inference = service
     app.state.readiness_probes = {}

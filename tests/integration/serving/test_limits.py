@@ -348,3 +348,10 @@ def test_an_unexpected_error_is_a_500_problem_with_the_request_id_in_header_and_
     body = assert_problem(response, 500)
     assert response.headers["x-request-id"] == "bug-7" == body["request_id"]
     assert seen == ["bug-7"]
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host_header() -> None:
+    call = _post("/v1/ner/", {"text": "张三"}, headers={"host": "evil.example"})
+    response = _answer(call)
+    assert_problem(response, 404)
+    assert "location" not in response.headers

@@ -15,9 +15,17 @@ def _serve(asset: Asset, request: Request) -> Response:
     # no-cache = revalidate every time: a new release is picked up at once, an unchanged file
     # costs a 304.
     headers = {**SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == asset.etag:
+    if _matches(request.headers.get("if-none-match"), asset.etag):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 13.1.2: a list of tags, weak comparison (a ``W/`` prefix is ignored), or ``*``."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 @router.get("")

@@ -67,7 +67,8 @@ def problem_response(request: Request, err: ProblemError) -> JSONResponse:
         title=err.title,
         status=err.status,
         detail=err.detail,
-        instance=request.url.path,
+        # a path the client made huge is not echoed back whole (instance is optional)
+        instance=request.url.path if len(request.url.path) <= 2048 else None,
         request_id=getattr(request.state, "request_id", None),
         **err.extra,
     )

@@ -87,8 +87,9 @@ class InferenceService:
         """A served model by name; ``task`` checks it is the right kind."""
         model = self.models.get(name)
         if model is None:
+            shown = name if len(name) <= 100 else name[:100] + "…"  # the client's text, bounded
             raise ModelNotFoundError(
-                f"unknown model {name!r}; served models: {', '.join(self.models)}"
+                f"unknown model {shown!r}; served models: {', '.join(self.models)}"
             )
         if task and model.task != task:
             raise WrongTaskError(f"model {name!r} is a {model.task} model, not {task}")

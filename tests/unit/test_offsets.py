@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +62,11 @@ def test_entities_are_exact_slices_of_the_input(tiny_ner: Model, texts: list[str
             assert 0 <= ent.start < ent.end <= len(text)
             assert text[ent.start : ent.end] == ent.text
             assert 0.5 <= ent.score <= 1.0
+            assert not _blank(ent.text[0]) and not _blank(ent.text[-1])
+
+
+def _blank(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")
 
 
 def test_tricky_inputs_yield_entities_with_exact_offsets(tiny_ner: Model) -> None:
@@ -69,3 +76,5 @@ def test_tricky_inputs_yield_entities_with_exact_offsets(tiny_ner: Model) -> Non
     for text, res in zip(TRICKY, results, strict=True):
         assert isinstance(res, NerResult)
         assert all(text[e.start : e.end] == e.text for e in res.entities)
+        # a span reaching into spaces, NUL or ZWSP is cut back to its first and last character
+        assert all(not _blank(e.text[0]) and not _blank(e.text[-1]) for e in res.entities)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,10 +193,14 @@ class Model:
             spans = [(s, e, c, score) for (s, e, c), score in found.items()]
             if not self.manifest.nested:
                 spans = _flat(spans)
+            trimmed: dict[tuple[int, int, int], float] = {}
+            for s, e, c, score in spans:
+                s, e = _trim(text, s, e)
+                if s < e and (keep is None or self.labels[c].code in keep):
+                    trimmed[(s, e, c)] = max(score, trimmed.get((s, e, c), 0.0))
             ents = [
                 Entity(text[s:e], self.labels[c].code, s, e, round(score, 4))
-                for s, e, c, score in sorted(spans)
-                if keep is None or self.labels[c].code in keep
+                for (s, e, c), score in sorted(trimmed.items())
             ]
             results.append(NerResult(ents))
         return results
@@ -226,6 +231,20 @@ class Model:
 def max_padding(shortest: int) -> int:
     """The longest window a run whose shortest window is ``shortest`` may pad to."""
     return max(shortest * 3 // 2, shortest + 16)
+
+
+def _blank(ch: str) -> bool:
+    """Whitespace, control and format characters (U+3000, NUL, ZWSP, BOM): never an
+    entity's first or last character, though a model can reach into them from one."""
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and _blank(text[start]):
+        start += 1
+    while end > start and _blank(text[end - 1]):
+        end -= 1
+    return start, end
 
 
 def _flat(spans: list[tuple[int, int, int, float]]) -> list[tuple[int, int, int, float]]:

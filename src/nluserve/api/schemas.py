@@ -71,8 +71,11 @@ class PredictIn(BaseModel):
 
     text: Text | None = Field(None, description="one text")
     texts: list[Text] | None = Field(None, description="several texts, answered in order")
+    # An empty list would ask for no entity type at all: a 422, not every type.
     labels: list[Text] | None = Field(
-        None, description="entity types to keep (codes, 中文名 or aliases)"
+        None,
+        min_length=1,
+        description="entity types to keep (codes, 中文名 or aliases); leave out for all",
     )
 
     @model_validator(mode="after")

@@ -128,6 +128,7 @@ def test_malformed_json_is_400() -> None:
         ({"texts": "张三"}, "texts"),
         ({"texts": ["张三", 5]}, "texts[1]"),
         ({"text": "张三", "labels": 5}, "labels"),
+        ({"text": "张三", "labels": []}, "labels"),
         ({"text": "张三", "colour": "red"}, "colour"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,21 @@ def usable_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-_PLACEHOLDERS = ("replace_me", "replace-me", "changeme", "change-me", "<", "todo", "example-secret")
+# Whole words only: "todo-cache.internal" is a host and a random key may spell "ToDo".
+_PLACEHOLDER_WORDS = {"replace_me", "replace-me", "changeme", "change-me", "example-secret"}
+_TODO = re.compile(r"(?<![A-Za-z0-9])TODO(?![A-Za-z0-9])")
+
+
+def _is_placeholder(value: str) -> bool:
+    raw = value.strip()
+    words = set(re.split(r"[^a-z0-9_-]+", raw.lower()))
+    return (
+        not raw
+        or "<" in raw
+        or ">" in raw
+        or bool(words & _PLACEHOLDER_WORDS)
+        or bool(_TODO.search(raw))
+    )
 
 
 class Settings(BaseSettings):
@@ -99,10 +114,8 @@ class Settings(BaseSettings):
     @classmethod
     def _no_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
         """Refuse example values copied from docs and manifests instead of real secrets."""
-        if value is not None:
-            raw = value.get_secret_value().strip().lower()
-            if not raw or any(p in raw for p in _PLACEHOLDERS):
-                raise ValueError("is a placeholder; set a real value (see docs/deploy.md)")
+        if value is not None and _is_placeholder(value.get_secret_value()):
+            raise ValueError("is a placeholder; set a real value (see docs/deploy.md)")
         return value
 
     @field_validator("redis_url")
@@ -147,3 +160,15 @@ def ensure_data_dir(settings: Settings) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+def describe_invalid(exc: Exception) -> str:
+    """One line naming each refused setting and why, never its value (values hold secrets:
+    pydantic's own message quotes the input, a Redis or database URL with its password)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+            for e in errors(include_input=False, include_url=False)
+        )
+    return str(exc).splitlines()[0]  # SettingsError: names the field, not the value

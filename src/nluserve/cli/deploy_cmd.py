@@ -83,7 +83,7 @@ def check(directory: Path, as_json: JsonOpt = False) -> None:
 
     if not directory.is_dir():
         fail(f"{directory} is not a directory")
-    results = check_dir(directory)
+    results = check_dir(directory.resolve())  # the checkers run in their own working dirs
     failed = [r for r in results if r.status == "failed"]
     if as_json:
         print_json([r.__dict__ for r in results])

@@ -89,14 +89,17 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object on stdout, nothing else")
     ] = False,
-    batch: Annotated[int, typer.Option(help="texts per predict call")] = 64,
+    batch: Annotated[int, typer.Option(min=1, help="texts per predict call")] = 64,
 ) -> None:
     """Score a model on a labelled file: strict micro P/R/F1 (NER) or accuracy/macro-F1."""
     m = _load(model)
     try:
-        _, examples = read_examples(file)
+        fmt, examples = read_examples(file)
     except (NluserveError, OSError) as exc:
         fail(str(exc))
+    data_task = "classification" if fmt == "csv" else "ner"
+    if data_task != m.task:  # it would score 0 and look like a result
+        fail(f"{file} is {fmt} data for a {data_task} model; {m.name} is a {m.task} model")
     if m.task == "classification":
         codes = {lab.code for lab in m.labels}
         for ex in examples:

@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from nluserve.cli.output import err_console, fail
 from nluserve.errors import NluserveError
-from nluserve.settings import Settings, ensure_data_dir
+from nluserve.settings import Settings, describe_invalid, ensure_data_dir
 
 
 def serve(
@@ -48,12 +49,8 @@ def serve(
         overrides["inference_process"] = inference_process
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        fail(
-            "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-            )
-        )
+    except (ValidationError, SettingsError) as exc:
+        fail(describe_invalid(exc))
     ensure_data_dir(settings)
     if settings.auth:
         _prepare_tenancy(settings)

@@ -202,7 +202,15 @@ def key_list(tenant: str, as_json: JsonOpt = False) -> None:
 
 @key_app.command("revoke")
 def key_revoke(key_id: str, as_json: JsonOpt = False) -> None:
-    """Revoke a key: calls and tokens from it fail within seconds."""
+    """Revoke a key by its id, or by the key itself (say, one that leaked): calls and tokens
+    from it fail within seconds."""
+    from nluserve.tenancy import keys as keyfmt
+
+    if key_id.startswith("nlu_"):
+        parsed = keyfmt.parse(key_id)
+        if parsed is None:  # never echo it back: it may be a real key with a typo
+            fail("that is neither a key id nor a well-formed API key")
+        key_id = parsed
     record = _guard(lambda: _service().revoke_key(key_id))
     print_json(_plain(record)) if as_json else console.print(f"revoked {record.id}")
 

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from nluserve.db.sqlite_wal import private_file
 from nluserve.errors import NluserveError
 
 BACKUP_GLOB = "nluserve-*.db"
@@ -56,6 +57,8 @@ def _destination(out: str, suffix: str) -> Path:
 def backup(url: str, out: str, keep: int | None = None) -> Path:
     """Back up the database at ``url`` to ``out`` (a file, or a directory: an existing one or a
     path ending in ``/``); returns the file written."""
+    if keep is not None and keep < 1:  # before anything is written
+        raise BackupError("--keep must be at least 1")
     source = sqlite_path(url)
     if source is None:
         dest = _destination(out, ".dump")
@@ -135,12 +138,15 @@ def restore(url: str, backup_file: Path) -> Path | None:
         )
     if not backup_file.is_file():
         raise BackupError(f"no backup file at {backup_file}")
+    if target.exists() and backup_file.resolve() == target.resolve():
+        raise BackupError(f"{backup_file} is the database itself, not a backup of it")
     _verify_sqlite(backup_file)
     safety = None
     if target.exists():
         safety = target.with_name(f"{target.name}.pre-restore-{_stamp()}")
         _sqlite_copy(target, safety)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_file(target)  # it holds the token signing keys: never the umask's 0644
     src = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(target, timeout=30)

@@ -22,7 +22,7 @@ from nluserve.deploy.render import (
     SYSTEMD_DIR,
 )
 from nluserve.deploy.tools import CheckResult, Status
-from nluserve.settings import Settings
+from nluserve.settings import Settings, describe_invalid
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -97,7 +97,7 @@ def check_env(path: Path, target: str) -> tuple[CheckResult, dict[str, str]]:
     try:
         _FileOnlySettings(_env_file=path)
     except Exception as exc:  # pydantic's ValidationError or SettingsError: both say what
-        problems.append(f"the service would refuse it: {exc}")
+        problems.append(f"the service would refuse it: {describe_invalid(exc)}")
     status: Status = "failed" if problems else "ok"
     return CheckResult(target, tool, status, "\n".join(problems)), values
 

@@ -12,6 +12,7 @@ from nluserve.db.repo import Repository
 from nluserve.errors import ConflictError, NluserveError
 from nluserve.settings import Settings
 from nluserve.tenancy import keys as keyfmt
+from nluserve.tenancy.limits import check_key_days, check_tenant
 from nluserve.tenancy.tokens import TokenCodec, new_signing_key
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
@@ -83,6 +84,7 @@ class TenancyService:
         scopes: Sequence[str] = (),
         admin: bool = False,
     ) -> tuple[Tenant, NewKey]:
+        check_tenant(name, quota_daily, rate, burst)
         if self.repo.tenant(name) is not None:
             raise Conflict(f"tenant {name!r} exists")
         s = self.settings
@@ -99,9 +101,12 @@ class TenancyService:
     def create_key(
         self, tenant_id: str, name: str = "", expires_days: float | None = None
     ) -> NewKey:
+        check_key_days(expires_days)
         tenant = self.find(tenant_id)
         key_id, key = keyfmt.generate()
-        expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+        expires = (
+            datetime.now(UTC) + timedelta(days=expires_days) if expires_days is not None else None
+        )
         record = self.repo.add_key(
             tenant.id, key_id, keyfmt.digest(key, self.pepper), name, expires
         )
@@ -127,6 +132,12 @@ class TenancyService:
         return revoked
 
     def update(self, tenant_id: str, **fields: object) -> Tenant:
+        check_tenant(
+            fields.get("name"),  # type: ignore[arg-type]
+            fields.get("quota_daily"),  # type: ignore[arg-type]
+            fields.get("rate_per_s"),  # type: ignore[arg-type]
+            fields.get("burst"),  # type: ignore[arg-type]
+        )
         tenant = self.find(tenant_id)
         if (
             "name" in fields
@@ -162,11 +173,18 @@ class TenancyService:
         """On an empty database create the admin tenant; returns a new key to print once."""
         if self.repo.count_tenants():
             return None
+        given = self.settings.admin_key.get_secret_value() if self.settings.admin_key else None
+        if given is not None and keyfmt.parse(given) is None:
+            # before the tenant exists: a restart with a corrected key must find no admin yet
+            raise NluserveError(
+                "NLUSERVE_ADMIN_KEY is not a valid nluserve key (nlu_… with checksum); "
+                "make one with `nluserve deploy admin-key`"
+            )
         try:
             tenant = self.repo.create_tenant("admin", 10**9, 1000.0, 1000, ["*"], admin=True)
         except ConflictError:
             return None  # another process bootstrapped at the same moment
-        if self.settings.admin_key:
-            self.add_known_key(tenant.id, self.settings.admin_key.get_secret_value(), "admin")
+        if given is not None:
+            self.add_known_key(tenant.id, given, "admin")
             return None
         return self.create_key(tenant.id, "admin").api_key

@@ -11,6 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nluserve.api.deps import JSON_BODY, AdminDep, CallerDep, TenancyDep
 from nluserve.api.problems import ProblemError, responses
+from nluserve.tenancy.limits import (
+    MAX_BURST,
+    MAX_KEY_DAYS,
+    MAX_NAME,
+    MAX_QUOTA,
+    MAX_RATE,
+    MIN_RATE,
+    NAME_PATTERN,
+    InvalidValue,
+)
 from nluserve.tenancy.service import Conflict, NotFound
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
@@ -43,19 +53,10 @@ class TenantOut(BaseModel):
     created_at: datetime
 
 
-# Upper bounds far above any real plan, so a typo is a 422 and not a number the database or
-# the RateLimit headers cannot hold.
-MAX_QUOTA = 10**12
-MAX_RATE = 1e6
-MIN_RATE = 1e-4  # one call per 2.8 hours
-MAX_BURST = 10**9
-MAX_KEY_DAYS = 36500
-
-
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.\-]+$")
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     quota_daily: int | None = Field(None, ge=0, le=MAX_QUOTA)
     rate_per_s: float | None = Field(None, ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)
     burst: int | None = Field(None, gt=0, le=MAX_BURST)
@@ -129,6 +130,10 @@ def _rows(rows: list[UsageRow]) -> list[dict[str, object]]:
     return [r.__dict__ for r in rows]
 
 
+def _invalid(exc: Exception) -> ProblemError:
+    return ProblemError(422, "validation-error", "Invalid request", str(exc))
+
+
 def _not_found(exc: Exception) -> ProblemError:
     return ProblemError(404, "not-found", "Not found", str(exc))
 
@@ -159,6 +164,8 @@ async def create_tenant(body: TenantIn, tenancy: TenancyDep, _: AdminDep) -> New
         )
     except Conflict as exc:
         raise ProblemError(409, "conflict", "Tenant exists", str(exc)) from exc
+    except InvalidValue as exc:
+        raise _invalid(exc) from exc
     return NewTenantOut(tenant=_tenant(tenant), api_key=key.api_key)
 
 
@@ -178,6 +185,8 @@ async def update_tenant(
         return _tenant(await asyncio.to_thread(lambda: tenancy.update(tenant, **body.model_dump())))
     except NotFound as exc:
         raise _not_found(exc) from exc
+    except InvalidValue as exc:
+        raise _invalid(exc) from exc
 
 
 @admin.get("/tenants/{tenant}/keys", response_model=list[KeyOut])
@@ -195,6 +204,8 @@ async def create_key(tenant: str, body: KeyIn, tenancy: TenancyDep, _: AdminDep)
         new = await asyncio.to_thread(tenancy.create_key, found.id, body.name, body.expires_days)
     except NotFound as exc:
         raise _not_found(exc) from exc
+    except InvalidValue as exc:
+        raise _invalid(exc) from exc
     return NewKeyOut(key=_key(new.record), api_key=new.api_key)
 
 

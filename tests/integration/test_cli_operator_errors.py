@@ -92,6 +92,10 @@ def test_the_cli_says_so_in_one_line(migrated: Path) -> None:
     one_line_error(run(migrated, "key", "create", "acme", "--expires-days", "0"), "expiry")
     listed = json.loads(run(migrated, "tenant", "list", "--json").stdout)
     assert [t["name"] for t in listed] == ["acme"]
+    assert run(migrated, "tenant", "disable", "acme").returncode == 0
+    one_line_error(run(migrated, "token", "issue", "acme"), "disabled")
+    version = run(migrated, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("nluserve ")
 
 
 def test_settings_errors_never_print_the_secret(migrated: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from typing import Annotated
 
 import typer
 
@@ -69,13 +70,26 @@ def operator_error(exc: Exception) -> str | None:
     if isinstance(exc, CommandError):
         return (
             f"database migration: {exc} (a database written by a newer nluserve? "
-            "see \"Upgrade and rollback\" in docs/deploy.md)"
+            'see "Upgrade and rollback" in docs/deploy.md)'
         )
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
     return None
 
 
+def _version(given: bool) -> None:
+    if given:
+        from nluserve import __version__
+
+        typer.echo(f"nluserve {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
     """Serve Chinese NER and sentiment models over HTTP, for many tenants."""

@@ -220,6 +220,8 @@ def token_issue(tenant: str, as_json: JsonOpt = False) -> None:
     """Issue a short-lived JWT for a tenant (operators' testing aid)."""
     svc = _service()
     t = _guard(lambda: svc.find(tenant))
+    if not t.active:
+        fail(f"tenant {t.name!r} is disabled: the service would refuse its tokens")
     token, expires_in = _guard(lambda: svc.issue_token(t, None))
     if as_json:
         print_json({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
@@ -235,8 +237,8 @@ def signing_rotate(as_json: JsonOpt = False) -> None:
 
 
 def usage(
-    tenant: Annotated[str | None, typer.Argument()] = None,
-    days: Annotated[int, typer.Option()] = 7,
+    tenant: Annotated[str | None, typer.Argument(help="one tenant (default: all)")] = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="days back from today")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
     """Calls, texts and characters by day and model."""

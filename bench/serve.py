@@ -13,8 +13,9 @@ this measures, in one run on one machine:
 then load-tests each server with wrk at fixed concurrencies (requests/s, p50, p99) while
 sampling the resident memory (RSS and PSS) of the server's whole process tree. nluserve also
 gets a run at about half its peak rate (p99 there vs its single-request latency) and the memory
-of 1 vs 4 workers. Bodies are real texts from the CMeEE unlabeled set, cut to 126 characters
-(one BERT window) so every server does the same work per request.
+of 1 vs 4 workers. Bodies are real texts from the CMeEE unlabeled set, cut to one window of
+the model (126 characters for BERT, 50 for ``general``) so every server does the same work per
+request.
 
     .venv/bin/python bench/serve.py --quick --model /tmp/smoke_med           # smoke test
     .venv/bin/python bench/serve.py --model general                           # full run
@@ -470,6 +471,9 @@ class ModelSpec:
     route: str  # its manifest name
     baseline_env: dict[str, str]  # for bench/baselines/*
     ceiling: Callable[[], raw.Target]
+    # Bodies are cut to one window of the model, so every server runs exactly one window per
+    # request: the baselines cut longer texts where nluserve would split them.
+    window: int = 0
 
 
 def nluserve_spec(
@@ -891,7 +895,8 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
         source = args.model or "general"
         try:
             path = store.resolve(source).resolve()
-            name = store.read_manifest(path).name
+            manifest = store.read_manifest(path)
+            name = manifest.name
         except ModelNotFoundError as exc:
             if args.model is not None:
                 raise SystemExit(f"--model {args.model}: {exc}") from exc
@@ -905,6 +910,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
                     name,
                     {"BENCH_MODEL_DIR": str(path)},
                     lambda: char_target(path),
+                    min(MAX_CHARS, manifest.max_length),
                 )
             )
     if args.bert:
@@ -918,6 +924,7 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
                 bertbase_modeldir.NAME,
                 {"BENCH_BERT_ONNX": str(graph.resolve()), "BENCH_ORT_PROVIDER": args.provider},
                 lambda: raw.bert_target(f"bert fp32 {args.provider}", graph, args.provider),
+                MAX_CHARS,
             )
         )
     return specs
@@ -1011,14 +1018,7 @@ def main() -> None:
         f"nluserve workers {args.workers}, concurrency {args.concurrency}, "
         f"{args.duration:.0f} s per run"
     )
-    texts = [t[:MAX_CHARS] for t in raw.load_texts(args.data.resolve(), args.bodies)]
-    bodies = write_bodies(texts, WORK / "bodies.lua")
-    first_body = json.dumps({"text": texts[0]}, ensure_ascii=False).encode()
-    lengths = np.array([len(t) for t in texts])
-    console.print(
-        f"{len(texts)} bodies from {args.data} cut to {MAX_CHARS} chars: "
-        f"mean {lengths.mean():.0f}, p50 {np.median(lengths):.0f}"
-    )
+    all_texts = raw.load_texts(args.data.resolve(), args.bodies)
     lit_missing = litserve_missing() if "litserve" in args.only else None
     if lit_missing:
         console.print(f"[yellow]LitServe rows skipped: {lit_missing} (see docs/benchmarks.md)")
@@ -1034,6 +1034,15 @@ def main() -> None:
     ceilings: dict[str, dict[str, Any]] = {}
     try:
         for model in model_specs(args):
+            texts = [t[: model.window] for t in all_texts]
+            bodies = write_bodies(texts, WORK / f"bodies-{model.key}.lua")
+            first_body = json.dumps({"text": texts[0]}, ensure_ascii=False).encode()
+            lengths = np.array([len(t) for t in texts])
+            console.print(
+                f"{model.label}: {len(texts)} bodies from {args.data} cut to its "
+                f"{model.window}-character window: mean {lengths.mean():.0f}, "
+                f"p50 {np.median(lengths):.0f}"
+            )
             results: dict[str, ServerResult] = {}
             ceiling = half = None
             by_workers: dict[int, dict[str, float]] = {}

@@ -88,6 +88,10 @@ def resolve(service: InferenceService, name: str, task: str | None = None) -> Mo
         raise from_service_error(exc) from exc
 
 
+Job = tuple[Model, Sequence[str], Sequence[str] | None]  # model, texts, labels
+R = TypeVar("R")
+
+
 async def run_prediction(
     request: Request,
     service: InferenceService,
@@ -108,10 +112,6 @@ async def run_prediction(
     )
 
 
-Job = tuple[Model, Sequence[str], Sequence[str] | None]  # model, texts, labels
-R = TypeVar("R")
-
-
 async def run_predictions(
     request: Request,
     service: InferenceService,
@@ -127,10 +127,9 @@ async def run_predictions(
         return render([await _queue(request, service, m, t, lab, request_id) for m, t, lab in jobs])
     for model, _, labels in jobs:
         if labels:
+            # a schema error is a validation error: it costs nothing
             try:
-                model.resolve_labels(
-                    labels
-                )  # a schema error is a validation error: it costs nothing
+                model.resolve_labels(labels)
             except NluserveError as exc:
                 raise from_service_error(exc) from exc
     policy = policy_of(caller.principal)

@@ -14,13 +14,15 @@ import pytest
 from tests.conftest import write_cluener
 
 
-def nluserve(*args: str) -> subprocess.CompletedProcess[str]:
+def nluserve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m nluserve ARGS``, with ``env`` added to this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "nluserve", *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 

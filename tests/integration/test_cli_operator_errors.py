@@ -7,23 +7,17 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.test_cli import nluserve
 
 SECRET = "s3cr3tpw"
 
 
 def run(data: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nluserve", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={**os.environ, "NLUSERVE_DATA_DIR": str(data), **env},
-    )
+    return nluserve(*args, env={"NLUSERVE_DATA_DIR": str(data), **env})
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,7 +14,23 @@ from sqlalchemy import create_engine, text
 
 from nluserve.db.migrate import upgrade
 from nluserve.db.tables import AuditRow, Base
-from tests.integration.tenancy.harness import bearer, build_stack, running, tenancy_settings
+from tests.integration.tenancy.harness import (
+    Stack,
+    bearer,
+    build_stack,
+    running,
+    tenancy_settings,
+)
+
+
+def _audit_rows(stack: Stack, tenant_id: str) -> list[Any]:
+    """The tenant's audit rows, read straight from the table; closes the repository."""
+    with stack.tenancy.repo.engine.connect() as conn:
+        rows = conn.execute(
+            AuditRow.__table__.select().where(AuditRow.tenant_id == tenant_id)
+        ).all()
+    stack.tenancy.repo.close()
+    return list(rows)
 
 
 def test_a_reused_request_id_does_not_hide_calls_from_the_audit(tmp_path: Path) -> None:
@@ -29,11 +46,7 @@ def test_a_reused_request_id_does_not_hide_calls_from_the_audit(tmp_path: Path) 
                 assert r.headers["x-request-id"] == "same-id-every-time"
 
     asyncio.run(scenario())
-    with stack.tenancy.repo.engine.connect() as conn:
-        rows = conn.execute(
-            AuditRow.__table__.select().where(AuditRow.tenant_id == tenant.id)
-        ).all()
-    stack.tenancy.repo.close()
+    rows = _audit_rows(stack, tenant.id)
     assert len(rows) == 3
     assert {r.request_id for r in rows} == {"same-id-every-time"}
     assert len({r.record_id for r in rows}) == 3
@@ -59,11 +72,7 @@ def test_an_answer_that_fails_to_build_is_audited_as_the_500_it_is(
             await stack.app.state.gate.audit.flush()
 
     asyncio.run(scenario())
-    with stack.tenancy.repo.engine.connect() as conn:
-        rows = conn.execute(
-            AuditRow.__table__.select().where(AuditRow.tenant_id == tenant.id)
-        ).all()
-    stack.tenancy.repo.close()
+    rows = _audit_rows(stack, tenant.id)
     assert [r.status for r in rows] == [500]
 
 

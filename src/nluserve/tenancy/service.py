@@ -113,11 +113,7 @@ class TenancyService:
         return NewKey(record, key)
 
     def add_known_key(self, tenant_id: str, key: str, name: str) -> KeyRecord:
-        key_id = keyfmt.parse(key)
-        if key_id is None:
-            raise NluserveError(
-                "NLUSERVE_ADMIN_KEY is not a valid nluserve key (nlu_… with checksum)"
-            )
+        key_id = _admin_key_id(key)
         return self.repo.add_key(tenant_id, key_id, keyfmt.digest(key, self.pepper), name, None)
 
     def keys(self, tenant_id: str) -> list[KeyRecord]:
@@ -174,12 +170,9 @@ class TenancyService:
         if self.repo.count_tenants():
             return None
         given = self.settings.admin_key.get_secret_value() if self.settings.admin_key else None
-        if given is not None and keyfmt.parse(given) is None:
+        if given is not None:
             # before the tenant exists: a restart with a corrected key must find no admin yet
-            raise NluserveError(
-                "NLUSERVE_ADMIN_KEY is not a valid nluserve key (nlu_… with checksum); "
-                "make one with `nluserve deploy admin-key`"
-            )
+            _admin_key_id(given)
         try:
             tenant = self.repo.create_tenant("admin", 10**9, 1000.0, 1000, ["*"], admin=True)
         except ConflictError:
@@ -188,3 +181,14 @@ class TenancyService:
             self.add_known_key(tenant.id, given, "admin")
             return None
         return self.create_key(tenant.id, "admin").api_key
+
+
+def _admin_key_id(key: str) -> str:
+    """The id of NLUSERVE_ADMIN_KEY, or an error saying how to make a valid one."""
+    key_id = keyfmt.parse(key)
+    if key_id is None:
+        raise NluserveError(
+            "NLUSERVE_ADMIN_KEY is not a valid nluserve key (nlu_… with checksum); "
+            "make one with `nluserve deploy admin-key`"
+        )
+    return key_id

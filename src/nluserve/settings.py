@@ -12,8 +12,32 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """CPU cores this process may use: its CPU affinity, capped by a cgroup CPU quota.
+
+    A container's CPU limit (Kubernetes ``resources.limits.cpu``, ``docker run --cpus``) is a
+    CFS quota, not an affinity: a 4-CPU pod on a 32-core node sees 32 cores in its affinity.
+    Sizing threads from that would run 8 times more inference threads than it may use.
+    """
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, int(quota)))  # a fraction of a core rounds down, to 1 at least
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup quota (v2 ``cpu.max``, v1 ``cfs_quota_us``); None if none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
 
 
 # Whole words only: "todo-cache.internal" is a host and a random key may spell "ToDo".
@@ -36,7 +60,11 @@ def _is_placeholder(value: str) -> bool:
 class Settings(BaseSettings):
     """Every field is also an ``NLUSERVE_<NAME>`` environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="NLUSERVE_", env_file=None, extra="ignore")
+    # env_ignore_empty: ``NLUSERVE_ADMIN_KEY=`` (what Compose passes for ``${VAR:-}`` when .env
+    # lacks it) means unset, as it would in a shell script, not an empty secret.
+    model_config = SettingsConfigDict(
+        env_prefix="NLUSERVE_", env_file=None, extra="ignore", env_ignore_empty=True
+    )
 
     host: str = Field(
         "127.0.0.1", description="bind address; loopback unless a proxy says otherwise"
@@ -56,6 +84,18 @@ class Settings(BaseSettings):
     max_total_chars: int = Field(100_000, gt=0, description="characters per call (422 above)")
     max_texts: int = Field(64, gt=0, description="texts per call (422 above)")
 
+    max_requests: int = Field(
+        20_000,
+        ge=0,
+        description="with several workers: recycle a worker after this many requests, "
+        "plus up to 10 % jitter (0: never)",
+    )
+    keepalive_requests: int = Field(
+        100,
+        ge=0,
+        description="close a client's keep-alive connection after this many requests "
+        "(0: never), so pooled clients spread again over the workers",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="deadline per call: queued past it is 504"
     )
@@ -155,10 +195,16 @@ class Settings(BaseSettings):
 
 
 def ensure_data_dir(settings: Settings) -> Path:
-    """The data directory holds the database, secrets and spool: owner-only access."""
+    """The data directory holds the database, secrets and spool: owner-only access.
+
+    A directory made for us by someone else (a Kubernetes emptyDir, a Docker tmpfs: owned by
+    root, group-writable for the pod's fsGroup) cannot be chmod-ed by the service user; it is
+    used as it is. The database and secret files in it are created 0600 all the same.
+    """
     path = settings.data_dir
     path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o700)
     return path
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from nluserve import __version__
 from nluserve.api import problems
-from nluserve.api.middleware import BodyLimit, RequestContext
+from nluserve.api.middleware import BodyLimit, KeepAliveLimit, RequestContext
 from nluserve.api.routes import auth, compat, health, models, predict, usage
 from nluserve.api.routes import console as console_routes
 from nluserve.audit.recorder import AuditRecorder
@@ -90,6 +90,7 @@ def create_app(
     app.include_router(console_routes.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
+    app.add_middleware(KeepAliveLimit, limit=settings.keepalive_requests)
     return app
 
 

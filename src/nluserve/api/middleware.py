@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, access log, body limit."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, access log, body limit,
+keep-alive request limit."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import random
 import re
 import time
+from collections import OrderedDict
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -181,6 +183,48 @@ class BodyLimit:
             "Payload too large",
             f"the request body exceeds {self.max_bytes} bytes",
         )
+
+
+class KeepAliveLimit:
+    """Closes a client's connection after ``limit`` requests, as nginx's ``keepalive_requests``.
+
+    A client that keeps its connections (a pool, a proxy's upstream keep-alive) stays on the
+    worker that accepted them. When gunicorn recycles a worker (max_requests) its clients
+    reconnect at once to the workers still accepting, and the new worker gets nothing: with
+    two workers under wrk at 32 connections, all 32 ended on one worker and throughput fell
+    from about 1,600 to 960 calls/s. Closing every connection now and then lets the accepts
+    spread them again. uvicorn has no such setting; a ``Connection: close`` response header
+    makes it close the connection once that response is sent.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, tracked: int = 4096) -> None:
+        self.app = app
+        self.limit = limit
+        self.tracked = tracked  # connections counted at once; the oldest are forgotten
+        self._counts: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] != "http" or not self.limit or not client:
+            await self.app(scope, receive, send)
+            return
+        # (address, port) names one open connection: the ASGI scope has no connection id.
+        key = (client[0], client[1])
+        served = self._counts.pop(key, 0) + 1
+        if served < self.limit:
+            self._counts[key] = served
+            if len(self._counts) > self.tracked:
+                self._counts.popitem(last=False)
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
 
 
 async def _send_problem(

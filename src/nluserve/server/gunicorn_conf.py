@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from nluserve.server.run import KEEPALIVE_S
 from nluserve.settings import Settings
 
 _settings = Settings()
@@ -29,9 +30,9 @@ worker_class = "uvicorn_worker.UvicornWorker"
 preload_app = _settings.preload_models()
 timeout = int(_settings.request_timeout_s * 2 + 10)
 graceful_timeout = int(_settings.graceful_timeout_s)
-keepalive = 5
-max_requests = 20_000
-max_requests_jitter = 2_000
+keepalive = KEEPALIVE_S
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests // 10
 accesslog = None  # nluserve logs its own access lines (with request ids, without bodies)
 errorlog = "-"
 loglevel = _settings.log_level

@@ -8,6 +8,12 @@ from typing import Any
 
 from nluserve.settings import Settings
 
+# Idle keep-alive connections stay open longer than the proxies in front keep theirs (nginx's
+# upstream keep-alive 60 s, ingress-nginx's 60 s, the rendered Caddyfile's): if the server
+# closed first, a proxy could send a POST on a connection as it closes, and answer 502
+# without retrying it. uvicorn's default is 5 s.
+KEEPALIVE_S = 75
+
 
 def prepare_metrics_dir(settings: Settings) -> None:
     """Multi-process Prometheus needs a fresh shared directory before prometheus_client loads."""
@@ -51,6 +57,7 @@ def _serve(settings: Settings) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+            timeout_keep_alive=KEEPALIVE_S,
             forwarded_allow_ips=",".join(settings.trusted_proxies),
             proxy_headers=True,
         )

@@ -3,12 +3,16 @@ keep-alive request limit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import random
 import re
+import signal
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -186,35 +190,53 @@ class BodyLimit:
 
 
 class KeepAliveLimit:
-    """Closes a client's connection after ``limit`` requests, as nginx's ``keepalive_requests``.
+    """Closes a client's connection after ``limit`` requests, as nginx's ``keepalive_requests``;
+    and, in a gunicorn worker due for recycling, every connection before the worker goes.
 
     A client that keeps its connections (a pool, a proxy's upstream keep-alive) stays on the
-    worker that accepted them. When gunicorn recycles a worker (max_requests) its clients
-    reconnect at once to the workers still accepting, and the new worker gets nothing: with
+    worker that accepted them. When gunicorn recycled a worker (max_requests) its clients
+    reconnected at once to the workers still accepting, and the new worker got nothing: with
     two workers under wrk at 32 connections, all 32 ended on one worker and throughput fell
     from about 1,600 to 960 calls/s. Closing every connection now and then lets the accepts
     spread them again. uvicorn has no such setting; a ``Connection: close`` response header
     makes it close the connection once that response is sent.
+
+    Recycling itself: uvicorn's own max-requests stop closes idle keep-alive connections at
+    once, and a request a client is sending on one at that moment gets a connection reset (a
+    502 for a POST behind a proxy, which may not retry it). Instead, from the worker's
+    ``recycle_after``-th request on (set by ``nluserve.server.worker`` after the fork), every
+    answer says ``Connection: close`` for ``DRAIN_S`` seconds while the worker accepts no new
+    connections (``on_drain``), so busy clients move to the other workers with no request
+    lost; then the worker stops as on SIGTERM (graceful) and gunicorn starts its replacement.
     """
+
+    recycle_after: int | None = None
+    on_drain: Callable[[], None] | None = None  # the worker's: stop accepting connections
+    DRAIN_S = 2.0
 
     def __init__(self, app: ASGIApp, limit: int, tracked: int = 4096) -> None:
         self.app = app
         self.limit = limit
         self.tracked = tracked  # connections counted at once; the oldest are forgotten
         self._counts: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._served = 0
+        self._draining = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client")
-        if scope["type"] != "http" or not self.limit or not client:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # (address, port) names one open connection: the ASGI scope has no connection id.
-        key = (client[0], client[1])
-        served = self._counts.pop(key, 0) + 1
-        if served < self.limit:
-            self._counts[key] = served
-            if len(self._counts) > self.tracked:
-                self._counts.popitem(last=False)
+        self._served += 1
+        if self.recycle_after and self._served >= self.recycle_after and not self._draining:
+            self._draining = True
+            error_log.info("worker recycles after %d requests", self._served)
+            stop_accepting = KeepAliveLimit.on_drain  # through the class: not a bound method
+            if stop_accepting is not None:
+                stop_accepting()
+            asyncio.get_running_loop().call_later(
+                self.DRAIN_S, os.kill, os.getpid(), signal.SIGTERM
+            )
+        if not self._draining and not self._counted_out(scope.get("client")):
             await self.app(scope, receive, send)
             return
 
@@ -225,6 +247,20 @@ class KeepAliveLimit:
             await send(message)
 
         await self.app(scope, receive, closing)
+
+    def _counted_out(self, client: Any) -> bool:
+        """Counts one request on this connection; True when it is the connection's last."""
+        if not self.limit or not client:
+            return False
+        # (address, port) names one open connection: the ASGI scope has no connection id.
+        key = (client[0], client[1])
+        served = self._counts.pop(key, 0) + 1
+        if served >= self.limit:
+            return True
+        self._counts[key] = served
+        if len(self._counts) > self.tracked:
+            self._counts.popitem(last=False)
+        return False
 
 
 async def _send_problem(

@@ -4,10 +4,13 @@ Values come from the same NLUSERVE_* settings as everything else.
 - preload_app: the app (and its models) is built once in the master before fork, so N workers
   share one copy of the weights (copy-on-write pages that nobody writes); not with
   ``NLUSERVE_DEVICE=cuda``, where each worker opens its own CUDA session after the fork;
-- worker_class: uvicorn's ASGI worker; inference threads start in each worker's lifespan;
+- worker_class: uvicorn's ASGI worker (``server/worker.py``: recycled softly, see below);
+  inference threads start in each worker's lifespan;
 - timeout / graceful_timeout: a stuck worker is replaced; on SIGTERM in-flight calls get
   ``graceful_timeout_s`` to finish while the listening socket is closed;
-- max_requests with jitter: workers are recycled one at a time, never all at once.
+- max_requests with jitter: workers are recycled one at a time, never all at once; a worker
+  due answers ``Connection: close`` for two seconds before it stops, so clients move their
+  kept-alive connections to the other workers without a reset (``api/middleware.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ bind = (
     else [_settings.host]
 )
 workers = _settings.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "nluserve.server.worker.RecyclingWorker"
 preload_app = _settings.preload_models()
 timeout = int(_settings.request_timeout_s * 2 + 10)
 graceful_timeout = int(_settings.graceful_timeout_s)

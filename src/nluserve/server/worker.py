@@ -1,0 +1,46 @@
+"""The gunicorn worker: uvicorn's, recycled without dropping requests on kept-alive connections."""
+
+from __future__ import annotations
+
+import sys
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker
+
+from nluserve.api.middleware import KeepAliveLimit
+
+
+class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
+    """Hands gunicorn's max_requests (with this worker's jitter) to the app's drain.
+
+    uvicorn would stop at the limit and close idle keep-alive connections at once, racing the
+    requests clients are sending on them. Instead, when the limit is reached this worker stops
+    accepting (new connections go to the other workers), KeepAliveLimit answers
+    ``Connection: close`` for a moment so clients move theirs, and then the worker stops
+    gracefully.
+    """
+
+    def init_process(self) -> None:
+        # After the fork: this worker's own limit, drawn by gunicorn with its jitter.
+        if self.max_requests < sys.maxsize:
+            KeepAliveLimit.recycle_after = self.max_requests
+        self.config.limit_max_requests = None
+        super().init_process()
+
+    async def _serve(self) -> None:
+        # UvicornWorker._serve (uvicorn-worker 0.4), keeping the Server so that the drain can
+        # stop its accepting. Closing this worker's listening sockets leaves the master's and
+        # the other workers' copies open.
+        self.config.app = self.wsgi
+        server = Server(config=self.config)
+        self._install_sigquit_handler()
+
+        def stop_accepting() -> None:
+            for listening in server.servers:
+                listening.close()
+
+        KeepAliveLimit.on_drain = stop_accepting
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -212,6 +212,7 @@ class KeepAliveLimit:
 
     recycle_after: int | None = None
     on_drain: Callable[[], None] | None = None  # the worker's: stop accepting connections
+    may_drain: Callable[[], bool] | None = None  # the worker's: no other worker is draining
     DRAIN_S = 2.0
 
     def __init__(self, app: ASGIApp, limit: int, tracked: int = 4096) -> None:
@@ -227,7 +228,12 @@ class KeepAliveLimit:
             await self.app(scope, receive, send)
             return
         self._served += 1
-        if self.recycle_after and self._served >= self.recycle_after and not self._draining:
+        if (
+            self.recycle_after
+            and self._served >= self.recycle_after
+            and not self._draining
+            and self._may_drain(self._served - self.recycle_after)
+        ):
             self._draining = True
             error_log.info("worker recycles after %d requests", self._served)
             stop_accepting = KeepAliveLimit.on_drain  # through the class: not a bound method
@@ -247,6 +253,12 @@ class KeepAliveLimit:
             await send(message)
 
         await self.app(scope, receive, closing)
+
+    def _may_drain(self, over: int) -> bool:
+        allowed = KeepAliveLimit.may_drain  # through the class: not a bound method
+        if allowed is None:
+            return True
+        return over % 100 == 0 and allowed()  # asked again every 100 calls while another drains
 
     def _counted_out(self, client: Any) -> bool:
         """Counts one request on this connection; True when it is the connection's last."""

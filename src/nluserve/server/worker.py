@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sys
 
 from gunicorn.arbiter import Arbiter
@@ -9,6 +11,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from nluserve.api.middleware import KeepAliveLimit
+from nluserve.settings import Settings
 
 
 class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
@@ -19,14 +22,29 @@ class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
     accepting (new connections go to the other workers), KeepAliveLimit answers
     ``Connection: close`` for a moment so clients move theirs, and then the worker stops
     gracefully.
+
+    One worker drains at a time: workers that start together and share the load reach their
+    limits within a second of each other, jitter or not, and two draining at once would leave
+    nobody accepting. The first takes an exclusive lock on a file in the data directory and
+    holds it until it exits (the kernel drops it with the process); the others wait for it.
     """
 
     def init_process(self) -> None:
         # After the fork: this worker's own limit, drawn by gunicorn with its jitter.
         if self.max_requests < sys.maxsize:
             KeepAliveLimit.recycle_after = self.max_requests
+            lock = Settings().data_dir / "recycle.lock"
+            self._recycle_lock = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            KeepAliveLimit.may_drain = self._take_recycle_lock
         self.config.limit_max_requests = None
         super().init_process()
+
+    def _take_recycle_lock(self) -> bool:
+        try:
+            fcntl.flock(self._recycle_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     async def _serve(self) -> None:
         # UvicornWorker._serve (uvicorn-worker 0.4), keeping the Server so that the drain can

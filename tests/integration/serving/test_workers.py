@@ -7,6 +7,7 @@ Starting the server costs tens of seconds on a loaded 2-core machine, so both te
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -134,6 +136,14 @@ def test_recycled_workers_exit_cleanly_and_are_replaced(server: Server) -> None:
     # A worker that dies on its way out (onnxruntime's telemetry thread, lost in the fork: see
     # nluserve/__init__) is reported by gunicorn, which still replaces it.
     assert "SIGABRT" not in log and "terminate called" not in log, server.output()
+    # One worker drains at a time (two together would leave nobody accepting).
+    starts = [
+        datetime.fromisoformat(json.loads(line)["ts"].replace("Z", "+00:00")).timestamp()
+        for line in log.splitlines()
+        if "worker recycles after" in line
+    ]
+    assert len(starts) >= 2, server.output()
+    assert all(b - a >= 1.9 for a, b in itertools.pairwise(starts)), starts
 
 
 def _timed(url: str, body: dict[str, object]) -> float:

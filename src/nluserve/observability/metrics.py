@@ -7,6 +7,7 @@ several workers; each worker then writes its own files and /metrics aggregates t
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -69,6 +70,34 @@ class MetricsObserver(BatchObserver):
     def batch(self, model: str, size: int, seconds: float) -> None:
         INFERENCE.labels(model).observe(seconds)
         BATCH_SIZE.labels(model).observe(size)
+
+
+def archive_dead_worker(pid: int, directory: Path) -> None:
+    """Fold a dead worker's counters and histograms into one archive file, then drop its files.
+
+    prometheus_client keeps every dead process's files and reads them all on each scrape, so
+    they must stay summed in; but gunicorn recycles workers (max_requests), and a file per
+    recycle made the directory grow without end and each scrape slower. Counters and
+    histogram buckets only ever add up across processes, so their sum is what the collector
+    would have reported anyway. The master calls this, one worker at a time.
+    """
+    from prometheus_client.mmap_dict import MmapedDict
+
+    for kind in ("counter", "histogram"):
+        dead = directory / f"{kind}_{pid}.db"
+        if not dead.exists():
+            continue
+        archive = MmapedDict(str(directory / f"{kind}_archive.db"))  # type: ignore[no-untyped-call]
+        try:
+            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead)):  # type: ignore[no-untyped-call]
+                total, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+                archive.write_value(key, total + value, timestamp)  # type: ignore[no-untyped-call]
+        finally:
+            archive.close()  # type: ignore[no-untyped-call]
+        dead.unlink()
+    # Gauges: the live ones are gone with the process (mark_process_dead); model info is a max
+    # over workers that all serve the same models.
+    (directory / f"gauge_max_{pid}.db").unlink(missing_ok=True)
 
 
 def render() -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ Values come from the same NLUSERVE_* settings as everything else.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from nluserve.server.run import KEEPALIVE_S
@@ -44,8 +45,12 @@ proxy_allow_ips = forwarded_allow_ips
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges from the shared metrics directory."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """Drop a dead worker's live gauges and fold its counters into the shared archive."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
         from prometheus_client import multiprocess
 
+        from nluserve.observability.metrics import archive_dead_worker
+
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        archive_dead_worker(worker.pid, Path(directory))

@@ -31,7 +31,7 @@ PREDICT = "/v1/models/{name}/predict"
 STARTUP_S = 60.0
 GRACEFUL_S = 20
 KEEPALIVE_REQUESTS = 5
-MAX_REQUESTS = 40  # low, so that the tests here see workers recycled
+MAX_REQUESTS = 60  # low, so that the tests here see workers recycled
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +125,27 @@ def test_recycled_workers_exit_cleanly_and_are_replaced(server: Server) -> None:
     def booted() -> int:
         return server.log.read_text(encoding="utf-8", errors="replace").count("Booting worker")
 
+    def healthz_count() -> float:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            exposition = client.get("/metrics").text
+        return metric(exposition, "nluserve_http_requests_total", {"route": "/healthz"})
+
+    before = healthz_count()
+    sent = 0
     end = time.monotonic() + 60
     with httpx.Client(base_url=server.url, timeout=30) as client:
         while booted() < 4 and time.monotonic() < end:
             for _ in range(MAX_REQUESTS):
                 assert client.get("/healthz").status_code == 200
+                sent += 1
     assert booted() >= 4, server.output()
     time.sleep(1)  # the last recycled worker's exit reaches the log
     log = server.log.read_text(encoding="utf-8", errors="replace")
+    # The dead workers' counts stay in /metrics, folded into one archive file, not a file each.
+    assert healthz_count() - before == sent
+    per_process = [p for p in (server.data_dir / "prometheus").glob("counter_*.db")]
+    assert (server.data_dir / "prometheus" / "counter_archive.db") in per_process
+    assert len(per_process) <= 4, per_process  # the archive, two live workers, the master
     # A worker that dies on its way out (onnxruntime's telemetry thread, lost in the fork: see
     # nluserve/__init__) is reported by gunicorn, which still replaces it.
     assert "SIGABRT" not in log and "terminate called" not in log, server.output()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -46,5 +48,6 @@ router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=Fals
 async def prometheus(service: InferenceDep) -> Response:
     for name, batcher in service.batchers.items():
         metrics.QUEUE_DEPTH.labels(name).set(batcher.depth)
-    body, content_type = metrics.render()
+    # Off the event loop: multi-process mode reads every worker's files from disk.
+    body, content_type = await asyncio.to_thread(metrics.render)
     return Response(body, media_type=content_type)

@@ -11,7 +11,6 @@ import random
 import re
 import signal
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # fork by the random module) instead of uuid4, whose os.urandom is a syscall that hands the GIL
 # to the inference thread and waits to get it back, on every request.
 _random_bits = random.getrandbits
+_random = random.random
 
 
 class RequestContext:
@@ -190,8 +190,9 @@ class BodyLimit:
 
 
 class KeepAliveLimit:
-    """Closes a client's connection after ``limit`` requests, as nginx's ``keepalive_requests``;
-    and, in a gunicorn worker due for recycling, every connection before the worker goes.
+    """Closes a client's connection after about ``limit`` requests, as nginx's
+    ``keepalive_requests``; and, in a gunicorn worker due for recycling, every connection before
+    the worker goes.
 
     A client that keeps its connections (a pool, a proxy's upstream keep-alive) stays on the
     worker that accepted them. When gunicorn recycled a worker (max_requests) its clients
@@ -215,11 +216,9 @@ class KeepAliveLimit:
     may_drain: Callable[[], bool] | None = None  # the worker's: no other worker is draining
     DRAIN_S = 2.0
 
-    def __init__(self, app: ASGIApp, limit: int, tracked: int = 4096) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
-        self.tracked = tracked  # connections counted at once; the oldest are forgotten
-        self._counts: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._served = 0
         self._draining = False
 
@@ -242,7 +241,10 @@ class KeepAliveLimit:
             asyncio.get_running_loop().call_later(
                 self.DRAIN_S, os.kill, os.getpid(), signal.SIGTERM
             )
-        if not self._draining and not self._counted_out(scope.get("client")):
+        # Each call closes its connection with probability 1/limit: ``limit`` calls per
+        # connection on average. Not a count per connection: the ASGI scope names no
+        # connection, and behind a trusted proxy its client is the forwarded address.
+        if not self._draining and not (self.limit and _random() * self.limit < 1):
             await self.app(scope, receive, send)
             return
 
@@ -259,20 +261,6 @@ class KeepAliveLimit:
         if allowed is None:
             return True
         return over % 100 == 0 and allowed()  # asked again every 100 calls while another drains
-
-    def _counted_out(self, client: Any) -> bool:
-        """Counts one request on this connection; True when it is the connection's last."""
-        if not self.limit or not client:
-            return False
-        # (address, port) names one open connection: the ASGI scope has no connection id.
-        key = (client[0], client[1])
-        served = self._counts.pop(key, 0) + 1
-        if served >= self.limit:
-            return True
-        self._counts[key] = served
-        if len(self._counts) > self.tracked:
-            self._counts.popitem(last=False)
-        return False
 
 
 async def _send_problem(

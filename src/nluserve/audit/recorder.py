@@ -3,8 +3,9 @@
 Calls append to an in-memory buffer and, with one unsynced ``write``, to this process's journal
 file, before the call is answered. A background task writes batches; if the database is
 unreachable the batch goes to a JSON-lines spool file in the data directory and is replayed
-when the database is back. Inserts ignore request ids already stored, so a replay after a
-partial failure never duplicates a record.
+when the database is back. Inserts ignore record ids already stored (one per call, made by the
+server: clients' request ids need not be unique), so a replay after a partial failure never
+duplicates a record.
 
 The journal is what survives a worker killed (SIGKILL, OOM) with a batch not yet written: the
 kernel keeps what was written, and the other workers sharing the data directory replay the

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nluserve.errors import NluserveError
+from nluserve.settings import usable_cores
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -43,7 +44,7 @@ def default_threads() -> int:
     env = os.environ.get("NLUSERVE_ORT_THREADS")
     if env:
         return max(1, int(env))
-    return max(1, len(os.sched_getaffinity(0)))
+    return usable_cores()  # the CPU affinity, capped by a container's CPU quota
 
 
 class OnnxBackend:

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 PREDICT = "/v1/models/{name}/predict"
 STARTUP_S = 60.0
 GRACEFUL_S = 20
-KEEPALIVE_REQUESTS = 5
+KEEPALIVE_REQUESTS = 1  # every answer closes its connection: see the test below
 MAX_REQUESTS = 60  # low, so that the tests here see workers recycled
 
 
@@ -101,22 +101,18 @@ def test_metrics_add_up_across_both_workers(server: Server) -> None:
         assert metric(scraped.text, "nluserve_batch_size_texts_sum", {"model": "tiny"}) >= sent * 4
 
 
-def test_a_connection_is_closed_after_its_request_limit(server: Server) -> None:
+def test_a_connection_is_closed_when_the_keepalive_limit_says_so(server: Server) -> None:
+    # The middleware's odds are unit-tested; here: gunicorn's uvicorn workers do close it.
     host, port = server.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        closing = []
-        for _ in range(KEEPALIVE_REQUESTS):
+        for _ in range(3):
             conn.request("GET", "/healthz")
             response = conn.getresponse()
             assert response.status == 200
             response.read()
-            closing.append(response.getheader("connection"))
-        assert closing == [None] * (KEEPALIVE_REQUESTS - 1) + ["close"]
-        # The server did close it: http.client let go of the socket, the next call reconnects.
-        assert conn.sock is None
-        conn.request("GET", "/healthz")
-        assert conn.getresponse().status == 200
+            assert response.getheader("connection") == "close"
+            assert conn.sock is None  # closed; http.client reconnects for the next call
     finally:
         conn.close()
 

@@ -61,6 +61,7 @@ def render(
             data_dir=PurePosixPath(data_dir),
             port=port,
             acme_email=email,
+            cores=machine.cores,
         )
         written = write_files(render_files(opts), out)
     except NluserveError as exc:

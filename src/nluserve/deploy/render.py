@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from nluserve.errors import NluserveError
-from nluserve.settings import Settings
+from nluserve.settings import Settings, usable_cores
 
 Proxy = Literal["nginx", "caddy"]
 
@@ -39,6 +39,8 @@ DEFAULT_DATA_DIR = PurePosixPath("/var/lib/nluserve")
 DEFAULT_BACKUP_DIR = PurePosixPath("/var/backups/nluserve")
 DEFAULT_LOG_DIR = PurePosixPath("/var/log/nluserve")
 DEFAULT_ACME_WEBROOT = PurePosixPath("/var/www/letsencrypt")
+# What the units' ProtectHome=yes makes inaccessible; ReadWritePaths= cannot expose it again.
+PROTECTED_HOMES = tuple(PurePosixPath(p) for p in ("/home", "/root", "/run/user"))
 
 
 class RenderError(NluserveError):
@@ -84,11 +86,18 @@ class RenderOptions:
     rate_per_s: int = 50
     burst: int = 100
     p99_alert_s: float = 1.0
+    cores: int = field(default_factory=usable_cores)
     settings: Settings = field(default_factory=Settings)
 
     @property
     def ports(self) -> list[int]:
         return [self.port + i for i in range(self.backends)]
+
+    @property
+    def inference_threads(self) -> int:
+        """Every instance's workers share the machine's cores: on its own, each would take
+        cores / workers and the instances together would run backends times too many."""
+        return max(1, self.cores // (self.workers * self.backends))
 
     @property
     def proxy_timeout_s(self) -> int:
@@ -112,16 +121,36 @@ class RenderOptions:
             ("--data-dir", self.data_dir),
             ("--backup-dir", self.backup_dir),
         ):
-            if not path.is_absolute() or re.search(r"[\s\"'%$\\]", str(path)):
-                problems.append(f"{name} {path} must be an absolute path without spaces/quotes")
-        if self.data_dir == PurePosixPath("/") or self.data_dir in self.prefix.parents:
-            problems.append("--data-dir must be a directory of its own")
+            if not path.is_absolute() or ".." in path.parts or re.search(r"[\s\"'%$\\]", str(path)):
+                problems.append(
+                    f"{name} {path} must be an absolute path without spaces/quotes/'..'"
+                )
+            home = next((h for h in PROTECTED_HOMES if path.is_relative_to(h)), None)
+            if home is not None:
+                problems.append(
+                    f"{name} {path} is under {home}, which the units' ProtectHome=yes hides "
+                    "from the service"
+                )
+        # The service may write its data directory (ReadWritePaths=, and README makes it the
+        # owner), so that must not hold the code; the code is cloned into an empty --prefix.
+        if self.prefix.is_relative_to(self.data_dir):
+            problems.append(
+                f"--data-dir {self.data_dir} must not be --prefix {self.prefix} or contain it: "
+                "the service could rewrite its own code"
+            )
+        elif self.data_dir.is_relative_to(self.prefix):
+            problems.append(
+                f"--data-dir {self.data_dir} must not be inside --prefix {self.prefix}: "
+                "keep the code and the service's state apart"
+            )
         if not 1 <= self.backends <= _MAX_BACKENDS:
             problems.append(f"--backends must be 1..{_MAX_BACKENDS}")
         if self.port < 1024 or self.port + self.backends - 1 > 65535:
             problems.append("--port must leave room for every backend in 1024..65535")
         if self.workers < 1:
             problems.append("--workers must be at least 1")
+        if self.cores < 1:
+            problems.append("--cores must be at least 1")
         if self.acme_email and not _EMAIL.match(self.acme_email):
             problems.append(f"--email {self.acme_email!r} is not an e-mail address")
         if problems:
@@ -167,6 +196,8 @@ def _values(opts: RenderOptions) -> dict[str, str]:
         "acme_webroot": str(opts.acme_webroot),
         "acme_email": opts.acme_email or f"admin@{opts.domain}",
         "workers": str(opts.workers),
+        "inference_threads": str(opts.inference_threads),
+        "cores": str(opts.cores),
         "backends": str(opts.backends),
         "port": str(opts.port),
         "ports": ", ".join(str(p) for p in opts.ports),

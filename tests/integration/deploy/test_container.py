@@ -11,8 +11,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from nluserve.server.run import KEEPALIVE_S
+from nluserve.settings import Settings
 from tests.integration.deploy.conftest import REPO, missing_tool
 
 DOCKERFILE = "\n".join(
@@ -110,6 +113,49 @@ def test_compose_pins_images_and_takes_secrets_only_from_placeholders() -> None:
     assert re.findall(r"://[^:\s]*:([^@$\s]+)@", text) == []  # no literal password in a URL
 
 
+def _interpolated(value: str, dotenv: dict[str, str]) -> str:
+    """What compose makes of ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?message}``."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m[1], m[2], m[3]
+        if dotenv.get(name):
+            return dotenv[name]
+        assert op != ":?", f"compose refuses to start without {name}"
+        return arg if op == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", one, value).replace("$$", "$")
+
+
+def test_compose_environment_starts_without_the_optional_admin_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dotenv = {
+        "POSTGRES_PASSWORD": "a" * 48,
+        "REDIS_PASSWORD": "b" * 48,
+        "NLUSERVE_KEY_PEPPER": "c" * 64,
+    }  # no NLUSERVE_ADMIN_KEY: docs/deploy.md calls it optional
+    for name in list(os.environ):
+        if name.startswith("NLUSERVE_"):
+            monkeypatch.delenv(name)
+    environment = _compose()["x-nluserve"]["environment"]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, _interpolated(str(value), dotenv))
+    assert os.environ["NLUSERVE_ADMIN_KEY"] == ""
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.admin_key is None
+    assert settings.key_pepper is not None and settings.key_pepper.get_secret_value() == "c" * 64
+
+
+def test_compose_migrate_data_dir_belongs_to_the_service_user() -> None:
+    # Docker makes a tmpfs root's (mode 1777) unless told otherwise, and `migrate` makes its
+    # data directory private (ensure_data_dir), which only the owner may do.
+    migrate = _compose()["services"]["migrate"]
+    uid, gid = migrate["user"].split(":")
+    (data,) = [t for t in migrate["tmpfs"] if t.split(":")[0] == "/var/lib/nluserve"]
+    options = dict(o.split("=", 1) for o in data.split(":", 1)[1].split(","))
+    assert (options["uid"], options["gid"], options["mode"]) == (uid, gid, "0700")
+
+
 def test_compose_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
     caddy = shutil.which("caddy")
     if caddy is None:
@@ -138,3 +184,8 @@ def test_compose_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "max_size 1048576" in content
+    # The app closes idle keep-alive connections after KEEPALIVE_S; Caddy must close first.
+    (keepalive,) = re.findall(r"^\s*keepalive (\d+)s$", content, re.M)
+    assert 0 < int(keepalive) < KEEPALIVE_S
+    # Only a request id nluserve would keep too, so that both logs name a request alike.
+    assert "@no_request_id not header_regexp X-Request-ID ^[A-Za-z0-9._:-]{1,128}$" in content

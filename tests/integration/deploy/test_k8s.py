@@ -4,7 +4,7 @@ OpenAPI schemas shipped with kubernetes-validate (offline, strict), plus a workl
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -112,7 +112,6 @@ def test_probes_use_healthz_for_liveness_and_readyz_for_readiness() -> None:
 
 def test_production_overlay_scales_out_with_bigger_pods_and_its_own_stores() -> None:
     base, production = manifests.build(BASE), manifests.build(PRODUCTION)
-    assert _one(production, "Deployment")["spec"]["replicas"] == 3
     assert _one(production, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 3
     assert _container(production)["resources"]["limits"]["memory"] == "5Gi"
     assert _container(production)["securityContext"] == _container(base)["securityContext"]
@@ -123,6 +122,50 @@ def test_production_overlay_scales_out_with_bigger_pods_and_its_own_stores() -> 
     assert all(
         o["metadata"].get("namespace") == "nluserve" for o in production if o["kind"] != "Namespace"
     )
+
+
+@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+def test_the_hpa_alone_sets_the_replica_count(directory: Path) -> None:
+    objects = manifests.build(directory)
+    deployment, hpa = _one(objects, "Deployment"), _one(objects, "HorizontalPodAutoscaler")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    # Every `kubectl apply` would set it back, whatever the HPA had scaled to.
+    assert "replicas" not in deployment["spec"]
+
+
+def _cpus(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+def test_inference_threads_fit_the_cpu_limit(directory: Path) -> None:
+    # The pod sees every core of its node; its CPU limit is a quota.
+    objects = manifests.build(directory)
+    config = _one(objects, "ConfigMap")["data"]
+    limit = _cpus(_container(objects)["resources"]["limits"]["cpu"])
+    workers = int(config["NLUSERVE_WORKERS"])
+    threads = int(config["NLUSERVE_INFERENCE_THREADS"])
+    assert threads == max(1, int(limit) // workers)
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+def test_data_dir_is_made_by_nluserve_below_the_root_owned_empty_dir(kind: str) -> None:
+    # kubelet makes an emptyDir root's (fsGroup changes its group only): nluserve could not
+    # chmod it, but owns a directory it creates inside.
+    objects = manifests.build(BASE)
+    data_dir = PurePosixPath(_one(objects, "ConfigMap")["data"]["NLUSERVE_DATA_DIR"])
+    spec = manifests.pod_spec(_one(objects, kind))
+    assert spec is not None
+    empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+    (container,) = spec["containers"]
+    (mount,) = [
+        m
+        for m in container["volumeMounts"]
+        if data_dir.is_relative_to(m["mountPath"]) and m["name"] in empty_dirs
+    ]
+    assert data_dir != PurePosixPath(mount["mountPath"])
+    assert spec["securityContext"]["runAsUser"] == 10001
 
 
 def test_ingress_uses_cert_manager_the_services_limits_and_hides_metrics() -> None:
@@ -139,6 +182,13 @@ def test_ingress_uses_cert_manager_the_services_limits_and_hides_metrics() -> No
     assert float(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > timeout
     paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
     assert "/v1" in paths and "/" not in paths and not any(p.startswith("/metrics") for p in paths)
+    (console,) = [
+        p
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+        if p["path"] == "/console"
+    ]
+    assert console["pathType"] == "Prefix"  # /console redirects to /console/ and its assets
 
 
 def test_network_policy_admits_only_the_ingress_controller_namespace() -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from nluserve.cli.app import app
 from nluserve.deploy.render import RenderError, render_files
 from nluserve.deploy.sizing import Machine, recommend_workers
+from nluserve.server.run import KEEPALIVE_S
 from tests.integration.deploy.conftest import DOMAIN, options, render, settings
 
 NGINX = "etc/nginx/sites-available/nluserve.conf"
@@ -30,6 +31,18 @@ def _directives(text: str, name: str) -> list[str]:
     """Values of ``name=value`` (systemd) or ``name value;`` (nginx) lines, comments ignored."""
     pattern = rf"^\s*{re.escape(name)}(?:=|\s+)(.*?);?\s*$"
     return [m.group(1) for m in re.finditer(pattern, text, re.M)]
+
+
+def _upstream_block(nginx: str) -> str:
+    m = re.search(r"^upstream nluserve \{\n(.*?)^\}", nginx, re.M | re.S)
+    assert m, "the rendered nginx site has no upstream block"
+    return m[1]
+
+
+def _seconds(value: str) -> int:
+    m = re.fullmatch(r"(\d+)s", value)
+    assert m, value
+    return int(m[1])
 
 
 def _env(text: str) -> dict[str, str]:
@@ -133,6 +146,61 @@ def test_nginx_forwards_client_and_request_id_and_limits_rate_before_the_service
     assert "location = /metrics" in nginx
 
 
+@pytest.mark.parametrize(
+    ("given", "forwarded"),
+    [("e2e-1:a.B_c", True), ("x" * 128, True), ("x" * 129, False), ("a b", False), ("", False)],
+)
+def test_proxies_forward_only_a_request_id_the_service_would_keep(
+    given: str, forwarded: bool
+) -> None:
+    from nluserve.api.middleware import _SAFE_ID
+
+    assert bool(_SAFE_ID.match(given)) is forwarded  # the rule below is the service's
+    nginx = _files()[NGINX]
+    m = re.search(r"map \$http_x_request_id \$nluserve_request_id \{\n(.*?)\n\}", nginx, re.S)
+    assert m, "no X-Request-ID map"
+    entries = dict(re.findall(r'^\s*("[^"]*"|\S+)\s+(\S+);', m[1], re.M))
+    assert entries.pop("default") == "$request_id"
+    ((pattern, value),) = entries.items()
+    assert value == "$http_x_request_id" and pattern.startswith('"~')
+    assert bool(re.match(pattern[2:-1], given)) is forwarded
+    caddy = _files(proxy="caddy")[CADDY]
+    (matcher,) = _directives(caddy, "@no_request_id")
+    negated, kind, name, regexp = matcher.split()
+    assert (negated, kind, name) == ("not", "header_regexp", "X-Request-ID")
+    assert bool(re.match(regexp, given)) is forwarded
+    assert _directives(caddy, "request_header @no_request_id X-Request-ID") == [
+        "{http.request.uuid}"
+    ]
+
+
+@pytest.mark.parametrize("proxy", ["nginx", "caddy"])
+def test_proxy_closes_idle_upstream_connections_before_the_service_does(proxy: str) -> None:
+    if proxy == "nginx":
+        upstream = _upstream_block(_files()[NGINX])
+        (idle,) = _directives(upstream, "keepalive_timeout")
+    else:
+        (idle,) = _directives(_files(proxy="caddy")[CADDY], "keepalive")
+    assert 0 < _seconds(idle) < KEEPALIVE_S
+
+
+def test_proxy_csp_leaves_the_web_console_to_the_services_own_policy() -> None:
+    nginx = _files()[NGINX]
+    assert _directives(nginx, "add_header Content-Security-Policy") == ["$nluserve_csp always"]
+    # nginx adds no header for an empty value: none where the response already has a policy.
+    m = re.search(
+        r"map \$upstream_http_content_security_policy \$nluserve_csp \{\n(.*?)\n\}", nginx, re.S
+    )
+    assert m, "the CSP does not depend on the upstream's"
+    entries = dict(re.findall(r'^\s*("[^"]*"|\S+)\s+("[^"]*"|\S+);', m[1], re.M))
+    assert entries == {"default": '""', '""': "$nluserve_default_csp"}
+    caddy = _files(proxy="caddy")[CADDY]
+    (matcher,) = _directives(caddy, "@api")
+    assert "/console*" in matcher.split()[2:] and matcher.startswith("not path ")
+    (csp,) = _directives(caddy, "header @api Content-Security-Policy")
+    assert "default-src 'none'" in csp
+
+
 def test_several_backends_become_template_instances_sharing_one_migration_lock() -> None:
     files = _files(backends=3, port=9000)
     assert UNIT not in files
@@ -200,11 +268,43 @@ def test_workers_are_sized_from_cores_and_memory(
         ({"prefix": "/opt/has space"}, "--prefix"),
         ({"backends": 0}, "--backends"),
         ({"port": 80}, "--port"),
+        ({"cores": 0}, "--cores"),
+        ({"data_dir": "/opt/nluserve"}, "--data-dir /opt/nluserve must not be --prefix"),
+        ({"data_dir": "/opt"}, "--data-dir /opt must not be --prefix /opt/nluserve or contain"),
+        ({"data_dir": "/"}, "--data-dir / must not be --prefix"),
+        ({"data_dir": "/opt/nluserve/data"}, "must not be inside --prefix /opt/nluserve"),
+        ({"data_dir": "/opt/nluserve/../data"}, "without spaces/quotes/'..'"),
+        ({"data_dir": "/home/svc/data"}, "--data-dir /home/svc/data is under /home"),
+        ({"prefix": "/root/nluserve"}, "--prefix /root/nluserve is under /root, .*ProtectHome"),
+        ({"backup_dir": "/run/user/1000/b"}, "--backup-dir /run/user/1000/b is under /run/user"),
     ],
 )
 def test_options_that_cannot_work_are_refused(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(RenderError, match=message):
         render_files(options(**overrides))
+
+
+def test_paths_that_only_look_like_protected_ones_are_accepted() -> None:
+    files = _files(prefix="/opt/nluserve-code", data_dir="/homework/nluserve", backup_dir="/run/u")
+    assert _directives(files[UNIT], "ReadWritePaths") == ["/homework/nluserve"]
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "backends", "threads"),
+    [
+        (8, 4, 1, 2),
+        (8, 4, 2, 1),  # the audit's case: 2 x 4 x 2 = 16 runners on 8 cores before
+        (32, 2, 4, 4),
+        (2, 4, 1, 1),  # never below one
+    ],
+)
+def test_env_file_shares_the_cores_between_every_instances_workers(
+    cores: int, workers: int, backends: int, threads: int
+) -> None:
+    env = _env(_files(cores=cores, workers=workers, backends=backends)[ENV])
+    assert env["NLUSERVE_WORKERS"] == str(workers)
+    assert env["NLUSERVE_INFERENCE_THREADS"] == str(threads)
+    assert threads * workers * backends <= max(cores, workers * backends)
 
 
 def test_cli_render_writes_the_set_and_reports_the_worker_count(tmp_path: Path) -> None:
@@ -216,7 +316,24 @@ def test_cli_render_writes_the_set_and_reports_the_worker_count(tmp_path: Path) 
     report = json.loads(result.stdout)
     assert report["workers"] == 2  # (3.5 - 1) / 1 GiB, under 4 cores
     assert (out / CADDY).exists() and not (out / NGINX).exists()
-    assert _env((out / ENV).read_text())["NLUSERVE_WORKERS"] == "2"
+    env = _env((out / ENV).read_text())
+    assert env["NLUSERVE_WORKERS"] == "2"
+    assert env["NLUSERVE_INFERENCE_THREADS"] == "2"  # --cores 4, not this machine's
+
+
+def test_cli_render_sizes_threads_for_every_backend_and_explains_a_refused_path(
+    tmp_path: Path,
+) -> None:
+    args = ["deploy", "render", "--domain", DOMAIN, "--out", str(tmp_path / "out")]
+    sizing = ["--cores", "8", "--memory-gib", "64", "--backends", "2"]
+    result = CliRunner().invoke(app, [*args, *sizing, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["workers"] == 4
+    env = _env((tmp_path / "out" / ENV).read_text())
+    assert (env["NLUSERVE_WORKERS"], env["NLUSERVE_INFERENCE_THREADS"]) == ("4", "1")
+    refused = CliRunner().invoke(app, [*args, *sizing, "--data-dir", "/opt/nluserve"])
+    assert refused.exit_code == 1
+    assert "--data-dir /opt/nluserve must not be --prefix" in refused.output
 
 
 def test_admin_key_command_prints_a_key_the_service_accepts() -> None:

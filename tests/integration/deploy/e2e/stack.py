@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
 from nluserve.db.tables import AuditRow
-from nluserve.deploy.render import render_files
+from nluserve.deploy.render import PROTECTED_HOMES, render_files
 from nluserve.tenancy.keys import generate
 from tests.integration.deploy.conftest import options, settings
 from tests.integration.deploy.e2e.nginx import SITE_TLS, Nginx
@@ -56,6 +56,10 @@ def render(base: Path, first_port: int) -> dict[str, str]:
     """The rendered set for two instances, with this machine's paths: path -> text."""
     venv = Path(sys.prefix)
     prefix = venv.parent if venv.name == ".venv" else Path("/opt/nluserve")
+    if any(prefix.is_relative_to(home) for home in PROTECTED_HOMES):
+        # A checkout in a home directory, which the unit's ProtectHome=yes would hide (render
+        # refuses it): unit_command runs this venv's nluserve in the absent prefix's place.
+        prefix = Path("/opt/nluserve")
     opts = options(
         domain=DOMAIN,
         backends=2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from nluserve.console import SECURITY_HEADERS as CONSOLE_HEADERS
 from tests.integration.deploy.e2e.stack import DOMAIN, Stack, bearer
 from tests.integration.deploy.e2e.tls import TestCa
 
@@ -47,6 +48,29 @@ def test_https_answers_carry_the_security_headers_even_on_errors(stack: Stack) -
         for name, value in SECURITY_HEADERS.items():
             assert r.headers.get(name) == value, (r.request.url, name, r.headers)
         assert "nginx/" not in r.headers.get("server", "")
+
+
+def test_the_web_console_gets_its_own_csp_and_no_second_one(stack: Stack) -> None:
+    # A browser enforces every policy it is sent: nginx's default-src 'none' next to the
+    # console's would block its scripts, styles and calls.
+    with stack.client() as client:
+        answers = [client.get(path) for path in ("/console", "/console/", "/console/assets/app.js")]
+    for r in answers:
+        assert r.status_code in (200, 308), (r.request.url, r.status_code)
+        assert r.headers.get_list("content-security-policy") == [
+            CONSOLE_HEADERS["Content-Security-Policy"]
+        ], r.request.url
+
+
+def test_a_malformed_request_id_is_replaced_alike_in_nginx_and_nluserve(stack: Stack) -> None:
+    offset = stack.nginx.access_offset()
+    with stack.client() as client:
+        r = client.get("/healthz", headers={"X-Request-ID": "not <well> formed"})
+    assert r.status_code == 200
+    given = r.headers["x-request-id"]
+    assert given != "not <well> formed"
+    (logged,) = [e for e in stack.nginx.access(offset) if e["uri"] == "/healthz"]
+    assert logged["request_id"] == given  # nginx's own id, which nluserve kept
 
 
 def test_https_is_verified_against_the_ca_and_hides_metrics(stack: Stack) -> None:

@@ -8,6 +8,7 @@ everywhere within that time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from nluserve.tenancy import keys as keyfmt
 from nluserve.tenancy.tokens import TokenCodec, TokenError
 from nluserve.tenancy.values import KeyRecord, Tenant
 
+log = logging.getLogger(__name__)
 # How long cached credentials may stand in for an unreachable database.
 STALE_MAX_S = 300.0
 
@@ -92,6 +94,16 @@ class Authenticator:
             self.codec.load_keys(await asyncio.to_thread(self.repo.signing_keys, window))
             self._signing_at = time.monotonic()
 
+    async def _refresh_retired_keys(self) -> None:
+        """Reload the verifying keys every ``cache_s`` even when the token's kid is known, so
+        a key rotated out stops verifying once its window closes; without this a worker kept
+        trusting it until restart. A database outage keeps the keys already loaded."""
+        try:
+            await self.refresh_signing_keys()
+        except Exception:
+            self._signing_at = time.monotonic()  # tried: not again on every call of an outage
+            log.warning("signing keys not reloaded: the database is unreachable")
+
     async def _revocations(self) -> set[str]:
         if time.monotonic() - self._revoked_at > self.cache_s:
             try:
@@ -160,6 +172,8 @@ class Authenticator:
             kid = self.codec.unverified_kid(token)
             if not self.codec.knows(kid):
                 await self.refresh_signing_keys()
+            else:
+                await self._refresh_retired_keys()
             claims = self.codec.verify(token)
         except TokenError as exc:
             raise AuthError(str(exc)) from exc

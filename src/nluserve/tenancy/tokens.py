@@ -22,6 +22,7 @@ from nluserve.errors import NluserveError
 
 ALGORITHM = "EdDSA"
 TYP = "at+jwt"
+MAX_TTL_S = 3600  # settings.token_ttl_s is bounded by the same hour
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _FORBIDDEN_HEADERS = {"jwk", "jku", "x5u", "x5c", "x5t", "crit"}
 
@@ -59,7 +60,7 @@ class TokenCodec:
     def __init__(self, issuer: str, audience: str, ttl_s: int) -> None:
         self.issuer = issuer
         self.audience = audience
-        self.ttl_s = min(ttl_s, 3600)
+        self.ttl_s = min(ttl_s, MAX_TTL_S)
         self._current: tuple[str, Ed25519PrivateKey] | None = None
         self._public: dict[str, Ed25519PublicKey] = {}
 
@@ -134,6 +135,12 @@ class TokenCodec:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {type(exc).__name__}") from exc
+        # This server issues tokens for at most an hour; a longer one was not made by it (a
+        # leaked signing key would otherwise mint tokens valid for years).
+        if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
+            raise TokenError("invalid token: exp and iat must be numbers")
+        if claims["exp"] - claims["iat"] > MAX_TTL_S + 5:
+            raise TokenError("invalid token: lifetime over an hour")
         scope = claims.get("scope", "")
         return Claims(
             str(claims["sub"]),

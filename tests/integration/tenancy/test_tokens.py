@@ -12,14 +12,16 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import update
 
+from nluserve.db.tables import SigningKeyRow
 from nluserve.tenancy import keys as keyfmt
 from nluserve.tenancy.service import TenancyService
 from nluserve.tenancy.values import Tenant
@@ -143,6 +145,11 @@ ATTACKS: dict[str, tuple[Callable[[Attack], str], str]] = {
     "tampered-sub": (_tampered_sub, "InvalidSignatureError"),
     "all-zero-signature": (_zero_signature, "InvalidSignatureError"),
     "unknown-kid": (_unknown_kid, "unknown kid"),
+    # What a leaked signing key would mint: a valid signature on a token good for a year.
+    "lifetime-a-year": (
+        lambda a: a.signed(exp=int(time.time()) + 365 * 86400),
+        "lifetime over an hour",
+    ),
 }
 
 
@@ -319,6 +326,32 @@ def test_tokens_survive_signing_key_rotation_and_new_ones_use_the_new_kid(stack:
             for token in (after, before):
                 r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(token))
                 assert r.status_code == 200, r.text
+
+    asyncio.run(scenario())
+    operator.repo.close()
+
+
+def test_a_rotated_out_key_stops_verifying_once_its_window_closes(stack: Stack) -> None:
+    attack, _ = _attack(stack)
+    operator = TenancyService.from_settings(stack.settings)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(attack.signed()))
+            assert r.status_code == 200, r.text
+            operator.rotate_signing_key()
+            # The old key's verify window (token lifetime + 60 s) is over: as if rotated long ago.
+            with operator.repo.engine.begin() as conn:
+                conn.execute(
+                    update(SigningKeyRow)
+                    .where(SigningKeyRow.kid == attack.kid)
+                    .values(retired_at=datetime.now(UTC) - timedelta(hours=2))
+                )
+            await asyncio.sleep(CACHE_S + 0.1)
+            # A token signed with the old key (held by whoever copied it) names a kid this
+            # worker still knew: the worker must reload the keys anyway.
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(attack.signed()))
+            assert "unknown kid" in assert_problem(r, 401)["detail"]
 
     asyncio.run(scenario())
     operator.repo.close()

@@ -117,6 +117,19 @@ def test_revoking_by_the_key_itself_works_and_never_echoes_it(migrated: Path) ->
     assert json.loads(proc.stdout)["revoked_at"] is not None
 
 
+def test_a_token_is_revoked_by_itself_and_never_echoed(migrated: Path) -> None:
+    assert run(migrated, "tenant", "create", "acme").returncode == 0
+    token = json.loads(run(migrated, "token", "issue", "acme", "--json").stdout)["access_token"]
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    said = one_line_error(run(migrated, "token", "revoke", tampered), "nor a token of this")
+    assert tampered not in said
+    proc = run(migrated, "token", "revoke", token, "--json")
+    assert proc.returncode == 0, proc.stderr
+    jti = json.loads(proc.stdout)["revoked"]
+    assert len(jti) == 32 and token not in proc.stdout
+    assert run(migrated, "token", "revoke", jti).returncode == 0  # by its id, again: no error
+
+
 def test_a_corrupt_database_or_a_file_for_a_data_dir_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     one_line_error(run(tmp_path / "afile", "migrate"), "afile")

@@ -229,6 +229,14 @@ def token_issue(tenant: str, as_json: JsonOpt = False) -> None:
         console.print(token, soft_wrap=True)
 
 
+@token_app.command("revoke")
+def token_revoke(token: str, as_json: JsonOpt = False) -> None:
+    """Revoke one access token, given itself or its id (jti); refused within seconds.
+    Revoking its API key (or disabling the tenant) reaches every token of that key."""
+    jti = _guard(lambda: _service().revoke_token(token))
+    print_json({"revoked": jti}) if as_json else console.print(f"revoked token {jti}")
+
+
 @signing_app.command("rotate")
 def signing_rotate(as_json: JsonOpt = False) -> None:
     """New signing key; the old one keeps verifying until its tokens expire."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,8 +15,10 @@ from nluserve.errors import ConflictError, NluserveError
 from nluserve.settings import Settings
 from nluserve.tenancy import keys as keyfmt
 from nluserve.tenancy.limits import check_key_days, check_tenant
-from nluserve.tenancy.tokens import TokenCodec, new_signing_key
+from nluserve.tenancy.tokens import MAX_TTL_S, TokenCodec, TokenError, new_signing_key
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
+
+_JTI = re.compile(r"^[0-9a-f]{32}$")  # tokens.py makes them as uuid4().hex
 
 
 class NotFound(NluserveError):
@@ -164,6 +168,21 @@ class TenancyService:
     def issue_token(self, tenant: Tenant, key_id: str | None) -> tuple[str, int]:
         self.codec.load_keys(self.repo.signing_keys(timedelta(seconds=self.codec.ttl_s + 60)))
         return self.codec.issue(tenant.id, key_id, tenant.scopes or ("*",))
+
+    def revoke_token(self, token_or_jti: str) -> str:
+        """Revoke one access token, given itself or its ``jti``; returns the jti. Tokens the
+        CLI issues carry no key, so revoking a key does not reach them: this does."""
+        if _JTI.match(token_or_jti):
+            jti, expires = token_or_jti, time.time() + MAX_TTL_S + 60
+        else:
+            self.codec.load_keys(self.repo.signing_keys(timedelta(seconds=MAX_TTL_S + 60)))
+            try:
+                claims = self.codec.verify(token_or_jti, verify_exp=False)
+            except TokenError as exc:
+                raise NotFound("that is neither a token id nor a token of this server") from exc
+            jti, expires = claims.jti, claims.expires_at
+        self.repo.revoke_jti(jti, datetime.fromtimestamp(expires, UTC))
+        return jti
 
     def bootstrap_admin(self) -> str | None:
         """On an empty database create the admin tenant; returns a new key to print once."""

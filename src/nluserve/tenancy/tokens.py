@@ -118,7 +118,7 @@ class TokenCodec:
             raise TokenError("invalid kid")
         return kid
 
-    def verify(self, token: str) -> Claims:
+    def verify(self, token: str, verify_exp: bool = True) -> Claims:
         kid = self.unverified_kid(token)
         key = self._public.get(kid)
         if key is None:
@@ -131,7 +131,10 @@ class TokenCodec:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=5,
-                options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},
+                options={
+                    "require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"],
+                    "verify_exp": verify_exp,
+                },
             )
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {type(exc).__name__}") from exc

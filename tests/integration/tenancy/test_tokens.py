@@ -23,7 +23,7 @@ from sqlalchemy import update
 
 from nluserve.db.tables import SigningKeyRow
 from nluserve.tenancy import keys as keyfmt
-from nluserve.tenancy.service import TenancyService
+from nluserve.tenancy.service import NotFound, TenancyService
 from nluserve.tenancy.values import Tenant
 from tests.integration.tenancy.harness import (
     CACHE_S,
@@ -354,4 +354,35 @@ def test_a_rotated_out_key_stops_verifying_once_its_window_closes(stack: Stack) 
             assert "unknown kid" in assert_problem(r, 401)["detail"]
 
     asyncio.run(scenario())
+    operator.repo.close()
+
+
+def test_a_token_without_a_key_is_revoked_by_itself_or_by_its_id(stack: Stack) -> None:
+    tenant, _ = stack.tenant("cli-user")
+    _, admin_key = stack.tenant("ops", admin=True)
+    operator = TenancyService.from_settings(stack.settings)
+    # What `nluserve token issue` hands out: no API key behind it to revoke.
+    by_token, _ = operator.issue_token(tenant, None)
+    by_id, _ = operator.issue_token(tenant, None)
+    jti = jwt_parts(by_id)[1]["jti"]
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            for token in (by_token, by_id):
+                r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(token))
+                assert r.status_code == 200, r.text
+            assert operator.revoke_token(by_token) == jwt_parts(by_token)[1]["jti"]
+            r = await client.delete(f"/admin/tokens/{jti}", headers=bearer(admin_key))
+            assert r.status_code == 200 and r.json() == {"revoked": jti}, r.text
+            await asyncio.sleep(CACHE_S + 0.1)
+            for token in (by_token, by_id):
+                r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(token))
+                assert assert_problem(r, 401)["detail"] == "token revoked"
+            # Only an admin revokes; a tenant's own key may not.
+            r = await client.delete(f"/admin/tokens/{jti}", headers=bearer(by_id))
+            assert r.status_code == 401
+
+    asyncio.run(scenario())
+    with pytest.raises(NotFound):
+        operator.revoke_token("eyJhbGciOiJFZERTQSJ9.e30.bm90IGEgc2lnbmF0dXJl")
     operator.repo.close()

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from nluserve.api.deps import JSON_BODY, AdminDep, CallerDep, TenancyDep
@@ -216,6 +217,20 @@ async def revoke_key(tenant: str, key_id: str, tenancy: TenancyDep, _: AdminDep)
         return _key(await asyncio.to_thread(tenancy.revoke_key, key_id, found.id))
     except NotFound as exc:
         raise _not_found(exc) from exc
+
+
+class RevokedTokenOut(BaseModel):
+    revoked: str = Field(description="the revoked token's id (jti)")
+
+
+@admin.delete("/tokens/{jti}", response_model=RevokedTokenOut)
+async def revoke_token(
+    jti: Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="the token's `jti`")],
+    tenancy: TenancyDep,
+    _: AdminDep,
+) -> RevokedTokenOut:
+    """Revoke one access token by its id; refused everywhere within the auth cache time."""
+    return RevokedTokenOut(revoked=await asyncio.to_thread(tenancy.revoke_token, jti))
 
 
 @admin.get("/usage", response_model=UsageOut)

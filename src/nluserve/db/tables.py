@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     pass
+
+
+# 64-bit on PostgreSQL (where Integer is int4). SQLite's INTEGER is 64-bit already, and an
+# autoincrement key must be spelled INTEGER there to be the rowid (migration 0003).
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class TenantRow(Base):
@@ -19,7 +24,7 @@ class TenantRow(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    quota_daily: Mapped[int] = mapped_column(Integer)
+    quota_daily: Mapped[int] = mapped_column(BigInt)  # up to 10**12
     rate_per_s: Mapped[float] = mapped_column(Float)
     burst: Mapped[int] = mapped_column(Integer)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)  # [] or ["*"] = every model
@@ -61,7 +66,7 @@ class AuditRow(Base):
     __tablename__ = "audit"
     __table_args__ = (Index("ix_audit_tenant_ts", "tenant_id", "ts"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     record_id: Mapped[str] = mapped_column(String(128), unique=True)  # server-made, see values.py
     request_id: Mapped[str] = mapped_column(String(128), index=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))

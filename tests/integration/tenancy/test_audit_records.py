@@ -122,7 +122,7 @@ def test_audit_rows_written_before_record_ids_survive_the_upgrade(database_url: 
                 ),
                 row,
             )
-        assert upgrade(database_url) == "0002"
+        assert upgrade(database_url) == "0003"
         with engine.begin() as conn:
             got = conn.execute(text("SELECT record_id, request_id, chars FROM audit")).all()
             assert [tuple(r) for r in got] == [("old-call", "old-call", 5)]

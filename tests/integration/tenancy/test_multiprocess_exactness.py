@@ -188,7 +188,7 @@ def test_four_servers_on_redis_and_postgres_admit_exactly_the_quota(
     outputs = [p.communicate(timeout=120) for p in migrations]
     for proc, (out, err) in zip(migrations, outputs, strict=True):
         assert proc.returncode == 0, err
-        assert json.loads(out)["revision"] == "0002"
+        assert json.loads(out)["revision"] == "0003"
     # Whether they also agree on one signing key is test_first_start's (a race, found there).
 
     created = json.loads(

@@ -81,9 +81,9 @@ def authorize(caller: Caller, model: Model) -> None:
         )
 
 
-def resolve(service: InferenceService, name: str, task: str | None = None) -> Model:
+def resolve(service: InferenceService, caller: Caller, name: str, task: str | None = None) -> Model:
     try:
-        return service.get(name, task)
+        return service.get(name, task, lambda m: caller.may_use(m.name, m.task))
     except NluserveError as exc:
         raise from_service_error(exc) from exc
 

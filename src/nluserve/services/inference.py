@@ -83,13 +83,17 @@ class InferenceService:
         for batcher in self.batchers.values():
             await batcher.close(timeout)
 
-    def get(self, name: str, task: str | None = None) -> Model:
-        """A served model by name; ``task`` checks it is the right kind."""
+    def get(
+        self, name: str, task: str | None = None, visible: Callable[[Model], bool] | None = None
+    ) -> Model:
+        """A served model by name; ``task`` checks it is the right kind. The not-found message
+        lists only the models ``visible`` allows: one tenant must not learn of another's."""
         model = self.models.get(name)
         if model is None:
             shown = name if len(name) <= 100 else name[:100] + "…"  # the client's text, bounded
+            names = [n for n, m in self.models.items() if visible is None or visible(m)]
             raise ModelNotFoundError(
-                f"unknown model {shown!r}; served models: {', '.join(self.models)}"
+                f"unknown model {shown!r}; models you may call: {', '.join(names) or 'none'}"
             )
         if task and model.task != task:
             raise WrongTaskError(f"model {name!r} is a {model.task} model, not {task}")

@@ -361,5 +361,5 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host_header() -
 def test_an_unknown_model_name_is_echoed_only_in_part() -> None:
     response = _answer(_post("/v1/models/" + "x" * 20_000 + "/predict", {"text": "张三"}))
     body = assert_problem(response, 404)
-    assert len(body["detail"]) < 300 and "served models: general" in body["detail"]
+    assert len(body["detail"]) < 300 and "models you may call: general" in body["detail"]
     assert len(response.content) < 1000

@@ -18,6 +18,7 @@ from tests.integration.tenancy.harness import (
     running,
     tenancy_settings,
 )
+from tests.support.gazetteer import gazetteer_model
 
 MEDICAL_TEXT = "患者发热，疑似肺炎"
 
@@ -255,5 +256,46 @@ def test_admin_numbers_out_of_range_and_unknown_fields_are_422(
                 headers={**bearer(admin_key), "content-type": "application/json"},
             )
             assert_problem(r, 422, "validation-error")
+
+    asyncio.run(scenario())
+
+
+def test_unknown_names_and_labels_list_only_what_the_caller_may_call(stack: Stack) -> None:
+    _, key = stack.tenant("scoped", scopes=("general",))
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(
+                "/v1/models/nope/predict", json={"text": TEXT}, headers=bearer(key)
+            )
+            detail = assert_problem(r, 404, "unknown-model")["detail"]
+            assert "general" in detail and "medical" not in detail
+            r = await client.post(
+                "/api/predict", json={"text": TEXT, "schema": {"nope": None}}, headers=bearer(key)
+            )
+            valid = assert_problem(r, 422, "unknown-label")["valid_labels"]
+            assert "address" in valid and "dis" not in valid  # general's, not medical's
+
+    asyncio.run(scenario())
+
+
+def test_a_schema_key_two_models_know_goes_to_the_one_in_scope(tmp_path: Path) -> None:
+    words = {"name": ["张三"], "address": ["北京"]}
+    stack = build_stack(
+        tenancy_settings(tmp_path / "data"),
+        {
+            "general": gazetteer_model(words, 64, name="general"),
+            "news": gazetteer_model(words, 64, name="news"),
+        },
+    )
+    _, key = stack.tenant("news-only", scopes=("news",))
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(
+                "/api/predict", json={"text": TEXT, "schema": {"name": None}}, headers=bearer(key)
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["result"]["name"] == ["张三"]
 
     asyncio.run(scenario())

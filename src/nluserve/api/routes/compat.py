@@ -16,7 +16,14 @@ from nluserve.api.calls import (
     run_prediction,
     run_predictions,
 )
-from nluserve.api.deps import JSON_BODY, CallerDep, InferenceDep, RequestIdDep, SettingsDep
+from nluserve.api.deps import (
+    JSON_BODY,
+    Caller,
+    CallerDep,
+    InferenceDep,
+    RequestIdDep,
+    SettingsDep,
+)
 from nluserve.api.problems import ProblemError, responses
 from nluserve.api.schemas import (
     CompatEntity,
@@ -64,7 +71,7 @@ async def predict_ner(
     if not body.text.strip():
         out = CompatNerOut(code=400, message="文本不能为空", data=None)
         return JSONResponse(out.model_dump(), status_code=400)
-    model = resolve(service, settings.default_ner_model, "ner")
+    model = resolve(service, caller, settings.default_ner_model, "ner")
     authorize(caller, model)
     check_limits([body.text], settings, "text")
 
@@ -103,10 +110,10 @@ async def uninlu(
             "`schema` is empty",
             errors=[{"field": "schema", "message": "name at least one entity type"}],
         )
-    plan = _plan(service.models.values(), list(body.schema_), settings.sentiment_model)
+    plan = _plan(service.models.values(), list(body.schema_), settings.sentiment_model, caller)
     result: dict[str, list[str]] = {key: [] for key in body.schema_}
     # Every model the schema needs is checked before any is run: a refused call costs nothing.
-    chosen = {name: resolve(service, name) for name in plan}
+    chosen = {name: resolve(service, caller, name) for name in plan}
     for model in chosen.values():
         authorize(caller, model)
     jobs = [(chosen[name], [body.text], None) for name in plan]
@@ -128,11 +135,18 @@ async def uninlu(
     return await run_predictions(request, service, caller, jobs, request_id, render)
 
 
-def _plan(models: object, keys: list[str], sentiment_model: str) -> dict[str, list[str]]:
-    """Which served model answers each schema key (first NER model that knows the name)."""
+def _plan(
+    models: object, keys: list[str], sentiment_model: str, caller: Caller
+) -> dict[str, list[str]]:
+    """Which served model answers each schema key: the first NER model that knows the name,
+    those the caller may call first (a key that only an out-of-scope model knows is then
+    refused with 403 when the plan is authorised)."""
     plan: dict[str, list[str]] = {}
     unknown = []
-    ner_models = [m for m in models if isinstance(m, Model) and m.task == "ner"]  # type: ignore[attr-defined]
+    ner_models = sorted(
+        (m for m in models if isinstance(m, Model) and m.task == "ner"),  # type: ignore[attr-defined]
+        key=lambda m: not caller.may_use(m.name, m.task),
+    )
     for key in keys:
         if key in SENTIMENT_KEYS:
             plan.setdefault(sentiment_model, []).append(key)
@@ -143,7 +157,8 @@ def _plan(models: object, keys: list[str], sentiment_model: str) -> dict[str, li
         else:
             plan.setdefault(owner.name, []).append(key)
     if unknown:
-        valid = sorted({lab.zh for m in ner_models for lab in m.labels} | {"情感分类"})
+        mine = [m for m in ner_models if caller.may_use(m.name, m.task)]
+        valid = sorted({lab.zh for m in mine for lab in m.labels} | {"情感分类"})
         raise ProblemError(
             422,
             "unknown-label",

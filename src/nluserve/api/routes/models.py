@@ -28,6 +28,6 @@ async def list_models(service: InferenceDep, settings: SettingsDep, caller: Call
 async def get_model(
     name: str, service: InferenceDep, settings: SettingsDep, caller: CallerDep
 ) -> ModelOut:
-    model = resolve(service, name)
+    model = resolve(service, caller, name)
     authorize(caller, model)  # as for its predictions; the list leaves such models out
     return model_out(model, settings)

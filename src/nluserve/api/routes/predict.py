@@ -43,17 +43,17 @@ async def _predict(request: Request, call: Call, model: Model, body: PredictIn) 
 
 @router.post("/models/{name}/predict", response_model=PredictOut, summary="Predict with a model")
 async def predict(name: str, body: PredictIn, request: Request, call: CallDep) -> Response:
-    model = resolve(call.service, name)
+    model = resolve(call.service, call.caller, name)
     return await _predict(request, call, model, body)
 
 
 @router.post("/ner", response_model=PredictOut, summary="Named entities (default model: general)")
 async def ner(body: NerIn, request: Request, call: CallDep) -> Response:
-    model = resolve(call.service, body.model or call.settings.default_ner_model, "ner")
+    model = resolve(call.service, call.caller, body.model or call.settings.default_ner_model, "ner")
     return await _predict(request, call, model, body)
 
 
 @router.post("/sentiment", response_model=PredictOut, summary="Sentiment of reviews")
 async def sentiment(body: PredictIn, request: Request, call: CallDep) -> Response:
-    model = resolve(call.service, call.settings.sentiment_model, "classification")
+    model = resolve(call.service, call.caller, call.settings.sentiment_model, "classification")
     return await _predict(request, call, model, body)

@@ -1,8 +1,9 @@
 """Redis quota store: exact across machines.
 
 The check and the count are one Lua script on one authority, using Redis's own clock (TIME)
-so machines with skewed clocks still share one bucket. Calls go out on one pipelined
-connection per worker (quota/resp.py).
+for the bucket and for the UTC day, so machines with skewed clocks still share one bucket and
+one daily counter, and a give-back returns the unit to the day's key it was taken from. Calls
+go out on one pipelined connection per worker (quota/resp.py).
 """
 
 from __future__ import annotations
@@ -21,25 +22,52 @@ from nluserve.quota.base import (
 )
 from nluserve.quota.resp import PipelinedRedis, RespError
 
-_ACQUIRE = """
+# Days since 1970-01-01 to 'YYYY-MM-DD' (H. Hinnant's civil_from_days), the name utc_day() gives.
+_UTC_DATE = """
+local function utc_date(n)
+  local z = n + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02d', y, m, d)
+end
+"""
+# KEYS[1]: the tenant's bucket. ARGV[5]: the stem of its daily keys ("<prefix>:q:<tenant>:"); the
+# day is Redis's, so every worker counts into, and gives back to, one key whatever its own clock
+# says. Building a key name inside the script is fine on the single Redis this store uses.
+# An absent bucket reads as full, so its key lives as long as refilling an empty one takes.
+_ACQUIRE = (
+    _UTC_DATE
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local day = utc_date(math.floor(tonumber(t[1]) / 86400))
+local daily = ARGV[5] .. day
 local quota, rate, burst, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local b = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+local used = tonumber(redis.call('GET', daily) or '0')
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(b[1])
 if tokens == nil then tokens = burst else
   tokens = math.min(burst, tokens + math.max(0, now - tonumber(b[2])) * rate) end
-if used >= quota then return {0, 1, used, tostring(tokens), tostring(now)} end
-if tokens < 1 then return {0, 2, used, tostring(tokens), tostring(now)} end
-if count == 0 then return {1, 0, used, tostring(tokens), tostring(now)} end
+if used >= quota then return {0, 1, used, tostring(tokens), tostring(now), day} end
+if tokens < 1 then return {0, 2, used, tostring(tokens), tostring(now), day} end
+if count == 0 then return {1, 0, used, tostring(tokens), tostring(now), day} end
 tokens = tokens - 1
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[2], 3600)
-used = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], 2 * 86400)
-return {1, 0, used, tostring(tokens), tostring(now)}
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+local refill = math.min(math.ceil(burst / rate) + 1, 1e13)
+redis.call('EXPIRE', KEYS[1], string.format('%d', refill))
+used = redis.call('INCR', daily)
+redis.call('EXPIRE', daily, 2 * 86400)
+return {1, 0, used, tostring(tokens), tostring(now), day}
 """
+)
 _RELEASE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used > 0 then return redis.call('DECR', KEYS[1]) end
@@ -53,23 +81,35 @@ class RedisQuotaStore:
         self.fail_open = fail_open
         self.prefix = prefix
 
-    def _keys(self, tenant_id: str, day: str) -> list[str]:
-        return [f"{self.prefix}:q:{tenant_id}:{day}", f"{self.prefix}:b:{tenant_id}"]
+    def _daily_stem(self, tenant_id: str) -> str:
+        return f"{self.prefix}:q:{tenant_id}:"
+
+    def _daily_key(self, tenant_id: str, day: str) -> str:
+        return self._daily_stem(tenant_id) + day
+
+    def _bucket_key(self, tenant_id: str) -> str:
+        return f"{self.prefix}:b:{tenant_id}"
 
     async def _decide(self, tenant_id: str, policy: Policy, count: bool) -> Decision:
-        day = utc_day(time.time())
         try:
-            allowed, violated, used, tokens_s, now_s = await self.client.eval(
+            allowed, violated, used, tokens_s, now_s, day_s = await self.client.eval(
                 _ACQUIRE,
-                self._keys(tenant_id, day),
-                [policy.quota_daily, policy.rate_per_s, policy.burst, 1 if count else 0],
+                [self._bucket_key(tenant_id)],
+                [
+                    policy.quota_daily,
+                    policy.rate_per_s,
+                    policy.burst,
+                    1 if count else 0,
+                    self._daily_stem(tenant_id),
+                ],
             )
         except (RespError, OSError) as exc:
-            if self.fail_open:
+            if self.fail_open:  # nothing counted: Gate.give_back never gives this one back
+                day = utc_day(time.time())
                 return Decision(True, None, 0, float(policy.burst), day, degraded=True)
             raise QuotaUnavailable(f"quota store unreachable ({type(exc).__name__})") from exc
         tokens, now = float(tokens_s), float(now_s)
-        day = utc_day(now)
+        day = day_s.decode()  # the day whose key the script read (and counted into)
         if violated == 1:
             return Decision(False, "daily", int(used), tokens, day, seconds_to_midnight(now))
         if violated == 2:
@@ -87,7 +127,7 @@ class RedisQuotaStore:
     async def release(self, tenant_id: str, day: str) -> None:
         # A lost give-back errs towards the tenant's limit, never past it.
         with contextlib.suppress(RespError, OSError):
-            await self.client.eval(_RELEASE, self._keys(tenant_id, day)[:1], [])
+            await self.client.eval(_RELEASE, [self._daily_key(tenant_id, day)], [])
 
     async def ping(self) -> None:
         await self.client.execute("PING")

@@ -69,6 +69,8 @@ class Gate:
         return Ticket(principal, decision, time.monotonic())
 
     async def give_back(self, ticket: Ticket) -> None:
+        if ticket.decision.degraded:  # admitted uncounted (fail-open): there is nothing to return
+            return
         await self.quota.release(ticket.principal.tenant.id, ticket.decision.day)
 
     def record(

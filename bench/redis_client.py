@@ -34,8 +34,8 @@ import uvloop
 from nluserve.quota.redis import _ACQUIRE
 from nluserve.quota.resp import PipelinedRedis
 
-KEYS = ["bench:q:t:2026-01-01", "bench:b:t"]
-ARGS = [10**12, 10**9, 10**9, 1]
+KEYS = ["bench:b:t"]  # the bucket; the script builds the day key from the stem below
+ARGS = [10**12, 10**9, 10**9, 1, "bench:q:t:"]
 
 Call = Callable[[], Awaitable[Any]]
 

@@ -171,7 +171,10 @@ class Authenticator:
         try:
             kid = self.codec.unverified_kid(token)
             if not self.codec.knows(kid):
-                await self.refresh_signing_keys()
+                try:
+                    await self.refresh_signing_keys()
+                except Exception as exc:  # any JWT with a made-up kid must not reach a 500
+                    raise StoreUnavailableError("the database is unreachable") from exc
             else:
                 await self._refresh_retired_keys()
             claims = self.codec.verify(token)

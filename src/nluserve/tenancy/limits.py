@@ -33,7 +33,8 @@ def check_tenant(
     burst: int | None = None,
 ) -> None:
     """Raise InvalidValue naming the first setting out of bounds (None: not being set)."""
-    if name is not None and (len(name) > MAX_NAME or not _NAME.match(name)):
+    # fullmatch: with match, "$" also matches before a trailing newline ("evil\n").
+    if name is not None and (len(name) > MAX_NAME or not _NAME.fullmatch(name)):
         raise InvalidValue(
             f"tenant name must be 1-{MAX_NAME} letters, digits, '_', '.' or '-' (got {len(name)} "
             "characters)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from pydantic import BaseModel
 
@@ -33,7 +35,10 @@ async def token(caller: CallerDep, tenancy: TenancyDep) -> TokenOut:
             "send the API key (not a token) as the Bearer credential",
         )
     try:
-        access, expires_in = tenancy.issue_token(caller.principal.tenant, caller.principal.key_id)
+        # A database read (the current signing key): off the event loop.
+        access, expires_in = await asyncio.to_thread(
+            tenancy.issue_token, caller.principal.tenant, caller.principal.key_id
+        )
     except NluserveError as exc:
         raise ProblemError(503, "no-signing-key", "Token signing unavailable", str(exc)) from exc
     return TokenOut(

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nluserve.tenancy.limits import MAX_BURST, MAX_QUOTA, MAX_RATE, MIN_RATE
+
 
 def usable_cores() -> int:
     """CPU cores this process may use: its CPU affinity, capped by a cgroup CPU quota.
@@ -146,9 +148,14 @@ class Settings(BaseSettings):
         2.0, gt=0, le=10, description="how stale tenant status/revocations may be"
     )
     audit_text: bool = Field(False, description="store raw request text in the audit log")
-    default_quota_daily: int = Field(10_000, ge=0, description="calls per UTC day for new tenants")
-    default_rate_per_s: float = Field(10.0, gt=0, description="sustained calls/s for new tenants")
-    default_burst: int = Field(20, gt=0, description="burst size for new tenants")
+    # The same bounds as a tenant created with explicit values (tenancy/limits.py).
+    default_quota_daily: int = Field(
+        10_000, ge=0, le=MAX_QUOTA, description="calls per UTC day for new tenants"
+    )
+    default_rate_per_s: float = Field(
+        10.0, ge=MIN_RATE, le=MAX_RATE, description="sustained calls/s for new tenants"
+    )
+    default_burst: int = Field(20, gt=0, le=MAX_BURST, description="burst size for new tenants")
 
     @field_validator("key_pepper", "admin_key", "database_url", "redis_url")
     @classmethod

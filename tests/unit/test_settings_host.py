@@ -70,3 +70,19 @@ def test_our_own_data_dir_is_made_private(tmp_path: Path) -> None:
     data.mkdir(mode=0o755)
     ensure_data_dir(Settings(data_dir=data))
     assert data.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NLUSERVE_DEFAULT_RATE_PER_S", "1e-300"),
+        ("NLUSERVE_DEFAULT_QUOTA_DAILY", str(10**13)),
+        ("NLUSERVE_DEFAULT_BURST", str(10**10)),
+    ],
+)
+def test_defaults_for_new_tenants_have_the_tenants_bounds(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable.removeprefix("NLUSERVE_").lower()):
+        Settings()

@@ -167,3 +167,19 @@ def test_a_malformed_admin_key_leaves_no_half_made_admin(tmp_path: Path) -> None
         service.bootstrap_admin()
     assert service.repo.count_tenants() == 0  # a corrected key bootstraps on the next start
     service.repo.close()
+
+
+def test_disabling_the_last_active_admin_tenant_is_refused(migrated: Path) -> None:
+    from nluserve.settings import Settings
+    from nluserve.tenancy.service import TenancyService
+
+    service = TenancyService.from_settings(Settings(data_dir=migrated))
+    assert service.bootstrap_admin() is not None
+    service.repo.close()
+    said = one_line_error(run(migrated, "tenant", "disable", "admin"), "last active admin")
+    assert "lock every administrator out" in said
+    shown = json.loads(run(migrated, "tenant", "show", "admin", "--json").stdout)
+    assert shown["tenant"]["status"] == "active"
+    # An ordinary tenant is disabled as before.
+    assert run(migrated, "tenant", "create", "acme").returncode == 0
+    assert run(migrated, "tenant", "disable", "acme").returncode == 0

@@ -14,7 +14,7 @@ from nluserve.db.repo import Repository
 from nluserve.errors import ConflictError, NluserveError
 from nluserve.settings import Settings
 from nluserve.tenancy import keys as keyfmt
-from nluserve.tenancy.limits import check_key_days, check_tenant
+from nluserve.tenancy.limits import InvalidValue, check_key_days, check_tenant
 from nluserve.tenancy.tokens import MAX_TTL_S, TokenCodec, TokenError, new_signing_key
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
@@ -146,6 +146,19 @@ class TenancyService:
             and self.repo.tenant(str(fields["name"]))
         ):
             raise Conflict(f"tenant {fields['name']!r} exists")
+        if (
+            fields.get("status") == "disabled"
+            and tenant.admin
+            and tenant.status == "active"
+            and not any(
+                t.admin and t.status == "active" and t.id != tenant.id for t in self.repo.tenants()
+            )
+        ):
+            # Nobody could enable it again but an operator on the server's own machine.
+            raise InvalidValue(
+                f"tenant {tenant.name!r} is the last active admin tenant: disabling it would "
+                "lock every administrator out (make or enable another admin tenant first)"
+            )
         updated = self.repo.update_tenant(tenant.id, **fields)
         assert updated is not None
         return updated

@@ -238,7 +238,10 @@ class Repository:
             return int(s.scalar(q) or 0)
 
     def usage(self, tenant_id: str | None, days: int) -> list[UsageRow]:
-        since = now() - timedelta(days=days)
+        """Calls per UTC day (the quota's day) for today and the ``days - 1`` days before it,
+        each day whole: a rolling window would report only part of the oldest day."""
+        today = now().replace(hour=0, minute=0, second=0, microsecond=0)
+        since = today - timedelta(days=days - 1)
         with self._sessions() as s:
             rows = s.execute(
                 select(
@@ -255,7 +258,9 @@ class Repository:
             agg: dict[tuple[str, str, str], list[int]] = {}
             statuses: dict[tuple[str, str, str], dict[str, int]] = {}
             for ts, tid, model, n_texts, chars, status in rows:
-                day = (_aware(ts) or now()).strftime("%Y-%m-%d")
+                # astimezone: PostgreSQL hands timestamptz back in the session's time zone
+                # (Asia/Shanghai on many servers), which would move calls to another day.
+                day = (_aware(ts) or now()).astimezone(UTC).strftime("%Y-%m-%d")
                 acc = agg.setdefault((day, tid, model), [0, 0, 0, 0])
                 acc[0] += 1
                 acc[1] += n_texts if status < 400 else 0

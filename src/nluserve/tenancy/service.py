@@ -51,11 +51,26 @@ def load_pepper(settings: Settings) -> bytes:
         )
     path = settings.data_dir / "secrets" / "pepper"
     if not path.exists():
+        # Written whole under a private name, then linked into place: a second process
+        # starting at the same moment (the CLI and the first `serve`) either wins the link or
+        # reads the winner's pepper, never an empty file, and never fails.
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        partial = path.with_name(f".pepper-{os.getpid()}-{secrets.token_hex(4)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
+    pepper = path.read_text().strip().encode()
+    if not pepper:
+        raise NluserveError(f"{path} is empty: restore it from a backup (API keys hash with it)")
+    return pepper
 
 
 class TenancyService:

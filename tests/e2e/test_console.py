@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -230,6 +231,7 @@ def test_admin_creates_disables_and_revokes(
     page.wait_for_selector("[data-chart=tenants] svg")
     shoot(page, "admin", mask=[new_key])  # a real key, even if a throwaway one
 
+    page.on("dialog", lambda dialog: dialog.accept())  # "Revoke key …?", "Disable …?"
     page.click("button[data-action=keys][data-tenant=acme-e2e]")
     page.locator("#ad-keys button[data-action=revoke]").click()
     page.wait_for_selector("#ad-keys .badge.disabled")
@@ -265,3 +267,179 @@ def test_disabled_tenant_is_logged_out_on_its_next_call(
     assert "disabled" in page.inner_text("#login-message")
     assert console.stored_key() is None
     assert page.locator("#pg-output mark").count() == 0  # nothing of the session is left
+
+
+def _release(route: Any) -> None:
+    """Let a held request's real answer through. A request the page has already aborted (a
+    logout aborts what the ended session had in flight) cannot be answered any more: fine."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    with contextlib.suppress(PlaywrightError):
+        route.fulfill(response=route.fetch())
+
+
+def test_a_late_answer_from_the_previous_session_is_never_drawn(
+    server: Server, console_factory: Make
+) -> None:
+    key = server.tenant("next-session-e2e")
+    console = console_factory()
+    page = console.page
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    console.login(server.admin_key, "playground")
+    # A slow server: the admin's usage answer arrives after the next user has logged in.
+    page.route("**/admin/usage*", hold)
+    page.click("#nav a[data-view=admin]")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the admin view never asked for /admin/usage"
+        page.wait_for_timeout(100)
+    page.click("#logout")
+    page.wait_for_selector("#view-login:not([hidden])")
+    page.fill("#login-key", key)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#view-admin:not([hidden]) #ad-denied")
+    page.unroute("**/admin/usage*")
+    _release(held[0])
+    page.wait_for_timeout(800)
+    assert page.locator("#ad-tenants, #ad-create, [data-chart=tenants]").count() == 0
+    assert page.locator("#ad-denied").count() == 1
+    assert console.stored_key() == key
+
+    # The playground: A's text and entities must not appear in B's page.
+    page.click("#nav a[data-view=playground]")
+    page.wait_for_selector("#view-playground:not([hidden]) #pg-model option", state="attached")
+    page.click("#logout")
+    page.wait_for_selector("#view-login:not([hidden])")
+    held.clear()
+    page.fill("#login-key", server.admin_key)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#view-playground:not([hidden]) #pg-model option", state="attached")
+    page.route("**/predict", hold)
+    page.select_option("#pg-model", "general")
+    page.fill("#pg-text", "机密：王五在深圳腾讯公司工作。")
+    page.click("#pg-run")
+    while not held:
+        assert time.monotonic() < deadline + 10, "the run never reached the server"
+        page.wait_for_timeout(100)
+    page.click("#logout")
+    page.fill("#login-key", key)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#view-playground:not([hidden]) #pg-model option", state="attached")
+    page.unroute("**/predict")
+    _release(held[0])
+    page.wait_for_timeout(800)
+    assert page.locator("#pg-output *").count() == 0
+    assert "王五" not in page.inner_text("#view-playground")
+    assert page.is_enabled("#pg-run")
+
+
+def test_usage_draws_only_the_period_last_picked(server: Server, console_factory: Make) -> None:
+    key = server.tenant("period-e2e")
+    console = console_factory()
+    page = console.page
+    console.login(key, "usage")
+    page.wait_for_selector("[data-chart=calls]")
+    held: list[Any] = []
+
+    def thirty_days(url: str) -> bool:
+        return "usage?days=30" in url
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route(thirty_days, hold)
+    page.select_option("#us-days", "30")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the 30-day request never left"
+        page.wait_for_timeout(100)
+    page.select_option("#us-days", "7")
+    page.wait_for_selector("#us-refresh:not([disabled])")
+    page.unroute(thirty_days)
+    _release(held[0])  # the slow 30-day answer arrives last
+    page.wait_for_timeout(800)
+    assert page.input_value("#us-days") == "7"
+    assert page.locator("[data-chart=calls] tbody tr").count() == 7
+
+
+def test_admin_confirms_destructive_actions_and_marks_this_sessions_key(
+    server: Server, console_factory: Make
+) -> None:
+    server.tenant("careful-e2e")
+    console = console_factory()
+    page = console.page
+    dialogs: list[tuple[str, str]] = []
+
+    def back_out(dialog: Any) -> None:
+        dialogs.append((dialog.type, dialog.message))
+        if dialog.type == "prompt":
+            dialog.accept("not the name")  # a wrong answer is as good as Cancel
+        else:
+            dialog.dismiss()
+
+    page.on("dialog", back_out)
+    console.login(server.admin_key, "admin")
+    page.locator("#ad-tenants").wait_for()
+
+    page.click("button[data-action=status][data-tenant=careful-e2e]")
+    page.wait_for_selector("#ad-message .alert")
+    assert dialogs[-1][0] == "confirm" and "careful-e2e" in dialogs[-1][1]
+    assert server.cli("tenant", "show", "careful-e2e")["tenant"]["status"] == "active"
+
+    page.click("button[data-action=status][data-tenant=admin]")
+    assert dialogs[-1][0] == "prompt" and "lock yourself out" in dialogs[-1][1]
+    assert server.cli("tenant", "show", "admin")["tenant"]["status"] == "active"
+
+    page.click("button[data-action=keys][data-tenant=admin]")
+    own = page.locator("#ad-keys tr", has=page.locator("[data-this-session]"))
+    own.wait_for()
+    assert "this session" in own.inner_text()
+    own_id = server.admin_key.split("_")[1]
+    assert own.locator(f"button[data-action=revoke][data-key={own_id}]").count() == 1
+    own.locator("button[data-action=revoke]").click()
+    assert dialogs[-1][0] == "prompt" and "key of this session" in dialogs[-1][1]
+    assert own_id in dialogs[-1][1]
+    page.wait_for_selector("#ad-message .alert.ok")
+    assert server.api("GET", "/v1/models", server.admin_key).status_code == 200
+    assert console.stored_key() == server.admin_key
+    assert len(dialogs) == 3
+
+
+def test_admin_refuses_a_quota_typo_and_says_when_copy_failed(
+    server: Server, console_factory: Make
+) -> None:
+    console = console_factory()
+    page = console.page
+    console.login(server.admin_key, "admin")
+    page.locator("#ad-tenants").wait_for()
+    page.fill("#ad-name", "typo-e2e")
+    page.locator("#ad-quota").press_sequentially("1e")  # not a number: input.value is ""
+    page.click("#ad-create button[type=submit]")
+    page.wait_for_selector("#ad-message [role=alert]")
+    assert "whole number" in page.inner_text("#ad-message")
+    assert page.get_attribute("#ad-quota", "aria-invalid") == "true"
+    assert server.api("GET", "/admin/tenants/typo-e2e", server.admin_key).status_code == 404
+
+    page.fill("#ad-quota", "")
+    page.locator("#ad-quota").press_sequentially("77")
+    page.click("#ad-create button[type=submit]")
+    page.locator("#ad-new-key").wait_for()
+    assert server.cli("tenant", "show", "typo-e2e")["tenant"]["quota_daily"] == 77
+
+    # Plain http on a LAN address has no navigator.clipboard: say so and select the key.
+    page.evaluate(
+        "Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})"
+    )
+    page.click(".reveal button[data-action=copy]")
+    page.wait_for_selector("[data-copy-failed]")
+    assert "Ctrl+C" in page.inner_text("[data-copy-failed]")
+    assert page.inner_text(".reveal button[data-action=copy]") == "Copy"
+    assert page.evaluate(
+        "(() => { const i = document.getElementById('ad-new-key');"
+        " return document.activeElement === i && i.selectionStart === 0"
+        " && i.selectionEnd === i.value.length; })()"
+    )

@@ -2,7 +2,7 @@
 // calls per tenant per day. Nothing is drawn until the API has answered /admin/tenants with
 // 200: a tenant key gets the API's 403 and sees only "admin only".
 
-import { call } from './api.js';
+import { call, session, superseded } from './api.js';
 import { barChart, lastDays, seriesOf } from './chart.js';
 import { alert, announce, copyButton, fillWith, h, table } from './dom.js';
 import { describe } from './errors.js';
@@ -15,6 +15,7 @@ let state = null; // {tenants, usage}
 let openKeys = null; // tenant id whose keys are shown
 let keys = [];
 let revealed = null; // {name, key}: a new key, shown once
+let ticket = 0; // the latest load(): an older answer, or one from an ended session, is dropped
 const el = {};
 
 export function init(section) {
@@ -26,6 +27,7 @@ export function init(section) {
 }
 
 export function reset() {
+  ticket += 1;
   state = null;
   keys = [];
   openKeys = null;
@@ -51,13 +53,15 @@ function denied() {
   );
 }
 
-async function load() {
+async function load(epoch = session.epoch()) {
+  const mine = ++ticket;
   let tenants;
   let usage;
   try {
-    ({ data: tenants } = await call('GET', '/admin/tenants'));
-    ({ data: usage } = await call('GET', `/admin/usage?days=${CHART_DAYS}`));
+    ({ data: tenants } = await call('GET', '/admin/tenants', { epoch }));
+    ({ data: usage } = await call('GET', `/admin/usage?days=${CHART_DAYS}`, { epoch }));
   } catch (err) {
+    if (mine !== ticket || superseded(err)) return;
     state = null;
     if (err.status === 403 && err.slug === 'forbidden') denied();
     else {
@@ -68,20 +72,25 @@ async function load() {
     }
     return;
   }
+  if (mine !== ticket) return;
   state = { tenants, usage };
-  if (openKeys) await loadKeys(openKeys, false);
+  if (openKeys && !(await loadKeys(openKeys, false, epoch))) return;
+  if (mine !== ticket) return;
   render();
 }
 
-async function loadKeys(tenantId, redraw = true) {
+/** Fetch a tenant's keys; false when the answer belongs to an ended session. */
+async function loadKeys(tenantId, redraw = true, epoch = session.epoch()) {
   try {
-    ({ data: keys } = await call('GET', `/admin/tenants/${encodeURIComponent(tenantId)}/keys`));
+    ({ data: keys } = await call('GET', `/admin/tenants/${encodeURIComponent(tenantId)}/keys`, { epoch }));
     openKeys = tenantId;
   } catch (err) {
+    if (superseded(err)) return false;
     flash(describe(err), 'error');
     openKeys = null;
   }
-  if (redraw) render();
+  if (redraw && state) render();
+  return true;
 }
 
 function flash(text, kind = 'ok') {
@@ -93,50 +102,94 @@ function statusName(status) {
   return t(`status.${status}`);
 }
 
+/**
+ * Ask before a destructive action. `typed`: the action can lock the user out, so a click on
+ * OK is not enough: the name (or key id) has to be typed. False when the user backs out.
+ */
+function confirmed(question, typed) {
+  const ok = typed === undefined ? window.confirm(question) : (window.prompt(question) ?? '').trim() === typed;
+  if (!ok) flash(t('ad.cancelled'), 'ok');
+  return ok;
+}
+
 async function setStatus(tenant, status) {
+  if (status === 'disabled') {
+    const ok = tenant.admin
+      ? confirmed(t('ad.confirmDisableAdmin', { name: tenant.name }), tenant.name)
+      : confirmed(t('ad.confirmDisable', { name: tenant.name }));
+    if (!ok) return;
+  }
+  const epoch = session.epoch();
   try {
-    await call('PATCH', `/admin/tenants/${encodeURIComponent(tenant.id)}`, { body: { status } });
-    await load();
-    flash(t('ad.statusChanged', { name: tenant.name, status: statusName(status) }));
+    await call('PATCH', `/admin/tenants/${encodeURIComponent(tenant.id)}`, { body: { status }, epoch });
+    await load(epoch);
+    if (epoch === session.epoch()) flash(t('ad.statusChanged', { name: tenant.name, status: statusName(status) }));
   } catch (err) {
-    flash(describe(err), 'error');
+    if (!superseded(err)) flash(describe(err), 'error');
   }
 }
 
+/** The create form's own checks (the form is novalidate so that messages are the console's):
+ * a typo in the quota is refused, never sent as "no quota" (which means the default). */
+function formProblem(form) {
+  const { name, quota } = form.elements;
+  for (const field of [name, quota]) field.removeAttribute('aria-invalid');
+  let problem = null;
+  if (!name.value.trim() || !/^[\w.-]+$/.test(name.value.trim())) problem = [name, t('ad.badName')];
+  else if (!quota.checkValidity() || (quota.value.trim() && !Number.isSafeInteger(Number(quota.value)))) {
+    problem = [quota, t('ad.badQuota')];
+  }
+  if (!problem) return null;
+  problem[0].setAttribute('aria-invalid', 'true');
+  return problem;
+}
+
 async function createTenant(form) {
+  const problem = formProblem(form);
+  if (problem) {
+    flash(problem[1], 'error');
+    problem[0].focus();
+    return;
+  }
   const name = form.elements.name.value.trim();
   const quota = form.elements.quota.value.trim();
   const body = { name };
   if (quota) body.quota_daily = Number(quota);
+  const epoch = session.epoch();
   try {
-    const { data } = await call('POST', '/admin/tenants', { body });
+    const { data } = await call('POST', '/admin/tenants', { body, epoch });
     revealed = { name: data.tenant.name, key: data.api_key };
     form.reset();
-    await load();
-    flash(t('ad.createdTenant', { name: data.tenant.name }));
+    await load(epoch);
+    if (epoch === session.epoch()) flash(t('ad.createdTenant', { name: data.tenant.name }));
   } catch (err) {
-    flash(describe(err), 'error');
+    if (!superseded(err)) flash(describe(err), 'error');
   }
 }
 
 async function createKey(tenant, form) {
   const name = form.elements.keyname.value.trim();
+  const epoch = session.epoch();
   try {
-    const { data } = await call('POST', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys`, { body: { name } });
+    const { data } = await call('POST', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys`, { body: { name }, epoch });
     revealed = { name: tenant.name, key: data.api_key };
-    await loadKeys(tenant.id);
+    await loadKeys(tenant.id, true, epoch);
   } catch (err) {
-    flash(describe(err), 'error');
+    if (!superseded(err)) flash(describe(err), 'error');
   }
 }
 
 async function revokeKey(tenant, key) {
+  const ok = key.id === session.keyId()
+    ? confirmed(t('ad.confirmRevokeSelf', { id: key.id }), key.id)
+    : confirmed(t('ad.confirmRevoke', { id: key.id, name: tenant.name }));
+  if (!ok) return;
+  const epoch = session.epoch();
   try {
-    await call('DELETE', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys/${encodeURIComponent(key.id)}`);
-    await loadKeys(tenant.id);
-    flash(t('ad.keyRevoked', { id: key.id }));
+    await call('DELETE', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys/${encodeURIComponent(key.id)}`, { epoch });
+    if (await loadKeys(tenant.id, true, epoch)) flash(t('ad.keyRevoked', { id: key.id }));
   } catch (err) {
-    flash(describe(err), 'error');
+    if (!superseded(err)) flash(describe(err), 'error');
   }
 }
 
@@ -157,7 +210,7 @@ function revealedBox() {
     { class: 'card reveal', role: 'region', 'aria-labelledby': 'ad-new-key-label' },
     h('p', { id: 'ad-new-key-label' }, h('strong', {}, t('ad.newKey', { name: revealed.name }))),
     h('label', { for: 'ad-new-key', class: 'visually-hidden' }, t('ad.newKeyLabel')),
-    h('div', { class: 'inline' }, input, copyButton(() => input.value, { copy: t('copy'), copied: t('copied') }), dismiss),
+    h('div', { class: 'inline' }, input, copyButton(() => input.value, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual') }, input), dismiss),
   );
 }
 
@@ -202,11 +255,17 @@ function keysPanel(tenant) {
     event.preventDefault();
     createKey(tenant, form);
   });
+  const own = session.keyId();
   const rows = keys.map((key) => {
     const revoke = h('button', { type: 'button', class: 'danger small', 'data-action': 'revoke', 'data-key': key.id }, t('ad.revoke'));
     revoke.addEventListener('click', () => revokeKey(tenant, key));
     return [
-      h('code', {}, key.id),
+      h(
+        'span',
+        {},
+        h('code', {}, key.id),
+        key.id === own ? [' ', h('span', { class: 'badge self', 'data-this-session': '' }, t('ad.thisSession'))] : null,
+      ),
       key.name,
       when(key.created_at),
       key.last_used_at ? when(key.last_used_at) : t('ad.never'),
@@ -234,7 +293,7 @@ function createForm() {
       'div',
       { class: 'grid2' },
       h('div', { class: 'field' }, h('label', { for: 'ad-name' }, t('ad.name')), h('input', { id: 'ad-name', name: 'name', type: 'text', required: true, maxlength: 100, pattern: '[\\w.\\-]+', autocomplete: 'off' })),
-      h('div', { class: 'field' }, h('label', { for: 'ad-quota' }, t('ad.quotaOpt')), h('input', { id: 'ad-quota', name: 'quota', type: 'number', min: 0, step: 1, inputmode: 'numeric' })),
+      h('div', { class: 'field' }, h('label', { for: 'ad-quota' }, t('ad.quotaOpt')), h('input', { id: 'ad-quota', name: 'quota', type: 'number', min: 0, step: 1, inputmode: 'numeric', 'aria-describedby': 'ad-message' })),
     ),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('ad.createBtn'))),
   );

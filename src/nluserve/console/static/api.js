@@ -6,17 +6,51 @@ const KEY = 'nluserve.key';
 /** Where the API is: the console is served at <base>/console/, so the API is at <base>/. */
 export const apiBase = window.location.pathname.replace(/\/console(\/.*)?$/, '');
 
+// Every login and logout starts a new session epoch and aborts what the previous one still
+// had in flight: an answer to a request made under another session is never drawn.
+let epoch = 0;
+let inFlight = new AbortController();
+
+function nextEpoch() {
+  epoch += 1;
+  inFlight.abort();
+  inFlight = new AbortController();
+}
+
 export const session = {
   key() {
     return window.sessionStorage.getItem(KEY);
   },
   set(key) {
     window.sessionStorage.setItem(KEY, key);
+    nextEpoch();
   },
   clear() {
     window.sessionStorage.removeItem(KEY);
+    nextEpoch();
+  },
+  /** The current session epoch; pass it to call() to tie a chain of calls to one session. */
+  epoch() {
+    return epoch;
+  },
+  /** The id of the session's key (the 12 characters after `nlu_`), or null for a token. */
+  keyId() {
+    const match = /^nlu_([0-9A-Za-z]{12})_/.exec(this.key() || '');
+    return match ? match[1] : null;
   },
 };
+
+/** Thrown instead of an answer that belongs to an ended session: callers draw nothing. */
+export class Superseded extends Error {
+  constructor() {
+    super('superseded');
+    this.name = 'Superseded';
+  }
+}
+
+export function superseded(err) {
+  return err instanceof Superseded;
+}
 
 /** An API error: HTTP status and the RFC 9457 problem body (type slug, title, detail). */
 export class ApiError extends Error {
@@ -37,10 +71,15 @@ export function endsSession(err) {
 
 /**
  * Call the API. Returns {status, headers, data, ms}; throws ApiError. With the session key,
- * an error that ends the session clears it and fires `nluserve:logout` with the error.
+ * an error that ends the session clears it and fires `nluserve:logout` with the error, and an
+ * answer that arrives after a logout or login (or after the session `epoch` given) throws
+ * Superseded instead: it belongs to a session that is over.
  */
-export async function call(method, path, { body, key } = {}) {
+export async function call(method, path, { body, key, epoch: given } = {}) {
   const usesSession = key === undefined;
+  const mine = given ?? epoch;
+  const stale = () => usesSession && mine !== epoch;
+  if (stale()) throw new Superseded();
   const credential = usesSession ? session.key() : key;
   const headers = { Accept: 'application/json' };
   if (credential) headers.Authorization = `Bearer ${credential}`;
@@ -55,11 +94,20 @@ export async function call(method, path, { body, key } = {}) {
       cache: 'no-store',
       credentials: 'omit',
       referrerPolicy: 'no-referrer',
+      signal: usesSession ? inFlight.signal : undefined,
     });
   } catch (cause) {
+    if (stale()) throw new Superseded(); // aborted by a logout or login
     throw new ApiError(0, { title: 'network', detail: String(cause) });
   }
-  const text = await response.text();
+  let text;
+  try {
+    text = await response.text();
+  } catch (cause) {
+    if (stale()) throw new Superseded();
+    throw new ApiError(0, { title: 'network', detail: String(cause) });
+  }
+  if (stale()) throw new Superseded();
   const ms = performance.now() - started;
   let data = null;
   if (text) {

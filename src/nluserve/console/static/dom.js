@@ -66,20 +66,54 @@ export function announce(text) {
   }, 50);
 }
 
-/** A copy-to-clipboard button for the text of a node. */
-export function copyButton(getText, labels) {
-  const button = h('button', { type: 'button', class: 'secondary small' }, labels.copy);
+/** Select the text of an input (or of any element) so that Ctrl+C copies it. */
+function selectText(target) {
+  if (!target) return;
+  target.focus({ preventScroll: true });
+  if (typeof target.select === 'function') {
+    target.select();
+    return;
+  }
+  const range = document.createRange();
+  range.selectNodeContents(target);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}
+
+/**
+ * A copy-to-clipboard button for getText(). Where the clipboard API is missing or refused (plain
+ * http on a LAN address is not a secure context) it says so and selects `target` for Ctrl+C:
+ * it never says "Copied" when nothing was copied.
+ */
+export function copyButton(getText, labels, target) {
+  const button = h('button', { type: 'button', class: 'secondary small', 'data-action': 'copy' }, labels.copy);
+  let hint = null;
   button.addEventListener('click', async () => {
+    let copied = false;
     try {
-      await navigator.clipboard.writeText(getText());
+      if (navigator.clipboard && typeof navigator.clipboard.writeText === 'function') {
+        await navigator.clipboard.writeText(getText());
+        copied = true;
+      }
+    } catch {
+      copied = false;
+    }
+    if (copied) {
+      hint?.remove();
+      hint = null;
       button.textContent = labels.copied;
       announce(labels.copied);
       window.setTimeout(() => {
         button.textContent = labels.copy;
       }, 1500);
-    } catch {
-      // No clipboard permission (plain http on a LAN address): leave the text selectable.
+      return;
     }
+    if (!hint) {
+      hint = h('span', { class: 'copy-hint', role: 'alert', 'data-copy-failed': '' }, labels.manual);
+      button.after(hint);
+    }
+    selectText(target);
   });
   return button;
 }

@@ -35,6 +35,7 @@ const MESSAGES = {
     refresh: 'Refresh',
     copy: 'Copy',
     copied: 'Copied',
+    'copy.manual': 'Could not copy: the text is selected, press Ctrl+C (\u2318C on a Mac).',
     'data.table': 'Show the data as a table',
     'col.day': 'Day',
     'col.model': 'Model',
@@ -111,6 +112,18 @@ const MESSAGES = {
     'ad.nokeys': 'No keys.',
     'ad.statusChanged': '{name} is now {status}.',
     'ad.keyRevoked': 'Key {id} revoked.',
+    'ad.confirmDisable': 'Disable tenant {name}? Its keys stop working within seconds.',
+    'ad.confirmDisableAdmin':
+      '{name} is an admin tenant. If the key of this session belongs to it, you lock yourself out ' +
+      'of this console. Type the name {name} to disable it.',
+    'ad.confirmRevoke': 'Revoke key {id} of {name}? It is refused from then on; this cannot be undone.',
+    'ad.confirmRevokeSelf':
+      'Key {id} is the key of this session: revoking it logs you out, and if it is the only admin key, ' +
+      'admin access is gone. Type the key id {id} to revoke it.',
+    'ad.cancelled': 'Nothing was changed.',
+    'ad.thisSession': 'this session',
+    'ad.badName': 'Name: use only letters, digits, . _ and - (no spaces).',
+    'ad.badQuota': 'Daily quota must be a whole number, 0 or more (leave it empty for the default). Nothing was created.',
     'col.name': 'Name',
     'col.status': 'Status',
     'col.role': 'Role',
@@ -157,6 +170,7 @@ const MESSAGES = {
     refresh: '刷新',
     copy: '复制',
     copied: '已复制',
+    'copy.manual': '无法自动复制：文本已选中，请按 Ctrl+C（Mac 上按 ⌘C）。',
     'data.table': '以表格查看数据',
     'col.day': '日期',
     'col.model': '模型',
@@ -232,6 +246,17 @@ const MESSAGES = {
     'ad.nokeys': '没有密钥。',
     'ad.statusChanged': '{name} 现在为{status}状态。',
     'ad.keyRevoked': '密钥 {id} 已吊销。',
+    'ad.confirmDisable': '确定停用租户 {name}？其密钥将在几秒内失效。',
+    'ad.confirmDisableAdmin':
+      '{name} 是管理员租户。如果当前会话的密钥属于它，您将无法再使用本控制台。请输入名称 {name} 以确认停用。',
+    'ad.confirmRevoke': '确定吊销 {name} 的密钥 {id}？此后使用它的请求都会被拒绝，且无法撤销。',
+    'ad.confirmRevokeSelf':
+      '密钥 {id} 是当前会话正在使用的密钥：吊销后您将被退出登录；如果它是唯一的管理员密钥，将失去管理权限。' +
+      '请输入密钥 ID {id} 以确认吊销。',
+    'ad.cancelled': '未做任何更改。',
+    'ad.thisSession': '当前会话',
+    'ad.badName': '名称只能包含字母、数字以及 . _ -（不能有空格）。',
+    'ad.badQuota': '每日配额必须是 0 或更大的整数（留空则使用默认值）。未创建任何租户。',
     'col.name': '名称',
     'col.status': '状态',
     'col.role': '角色',

@@ -1,7 +1,7 @@
 // Playground: pick a model, type texts (one per line), optionally pick entity types by their
 // Chinese names, and see the answer highlighted, tabulated, timed and as curl/Python snippets.
 
-import { apiBase, call } from './api.js';
+import { apiBase, call, superseded } from './api.js';
 import { alert, announce, copyButton, fillWith, h, table } from './dom.js';
 import { describe } from './errors.js';
 import { lang, num, t } from './i18n.js';
@@ -13,6 +13,10 @@ let root;
 let built = false;
 let models = [];
 let last = null; // {model, path, body, texts, data, ms}
+// The latest run and the latest model list: an older answer, or one from before a logout or
+// login, is dropped.
+let ticket = 0;
+let listing = 0;
 const el = {};
 
 export function init(section) {
@@ -25,6 +29,8 @@ export function init(section) {
 }
 
 export function reset() {
+  ticket += 1;
+  listing += 1;
   built = false;
   models = [];
   last = null;
@@ -34,10 +40,13 @@ export function reset() {
 export async function enter() {
   if (!built) build();
   fillWith(el.message);
+  const mine = ++listing;
   try {
     const { data } = await call('GET', '/v1/models');
+    if (mine !== listing) return;
     models = data.models;
   } catch (err) {
+    if (mine !== listing || superseded(err)) return;
     fillWith(el.message, alert(describe(err)));
     return;
   }
@@ -136,20 +145,28 @@ async function run() {
   if (model.task === 'ner' && labels.length) body.labels = labels;
   const path = `/v1/models/${encodeURIComponent(model.name)}/predict`;
   fillWith(el.message);
+  const mine = ++ticket;
   el.run.disabled = true;
   el.run.textContent = t('pg.running');
   el.output.setAttribute('aria-busy', 'true');
   try {
     const { data, ms } = await call('POST', path, { body });
+    if (mine !== ticket) return;
     last = { model, path, body, texts, data, ms };
     renderOutput();
     announce(`${t('pg.latency', { ms: num(last.ms) })} · ${summary()}`);
   } catch (err) {
+    if (mine !== ticket || superseded(err)) return;
+    // The previous result belongs to other input: do not leave it under this error.
+    last = null;
+    fillWith(el.output);
     fillWith(el.message, alert(describe(err)));
   } finally {
-    el.run.disabled = false;
-    el.run.textContent = t('pg.run');
-    el.output.removeAttribute('aria-busy');
+    if (mine === ticket) {
+      el.run.disabled = false;
+      el.run.textContent = t('pg.run');
+      el.output.removeAttribute('aria-busy');
+    }
   }
 }
 
@@ -301,7 +318,7 @@ function snippetBlock(id, title, code) {
   return h(
     'div',
     { class: 'snippet' },
-    h('div', { class: 'snippet-head' }, h('h4', {}, title), copyButton(() => code, { copy: t('copy'), copied: t('copied') })),
+    h('div', { class: 'snippet-head' }, h('h4', {}, title), copyButton(() => code, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual') }, pre)),
     pre,
   );
 }

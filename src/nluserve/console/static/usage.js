@@ -1,7 +1,7 @@
 // Usage: the caller's own calls and characters per day and model (GET /v1/usage), today's
 // quota and the rate-limit policy read from the RateLimit / RateLimit-Policy response headers.
 
-import { call, parseLimits } from './api.js';
+import { call, parseLimits, superseded } from './api.js';
 import { barChart, lastDays, seriesOf } from './chart.js';
 import { alert, fillWith, h, table } from './dom.js';
 import { describe } from './errors.js';
@@ -12,6 +12,7 @@ const PERIODS = [7, 14, 30];
 let root;
 let built = false;
 let last = null; // {days, data, policy, limits}
+let ticket = 0; // the latest load(): only its answer is drawn (periods picked quickly, logout)
 const el = {};
 
 export function init(section) {
@@ -24,6 +25,7 @@ export function init(section) {
 }
 
 export function reset() {
+  ticket += 1;
   built = false;
   last = null;
   fillWith(root);
@@ -64,11 +66,13 @@ function renderPeriods() {
 }
 
 async function load() {
+  const mine = ++ticket;
   const days = Number(el.days.value) || PERIODS[0];
   el.refresh.disabled = true;
   el.body.setAttribute('aria-busy', 'true');
   try {
     const { data, headers } = await call('GET', `/v1/usage?days=${days}`);
+    if (mine !== ticket) return; // a later period (or a new session) has been asked for
     last = {
       days,
       data,
@@ -78,10 +82,13 @@ async function load() {
     fillWith(el.message);
     render();
   } catch (err) {
+    if (mine !== ticket || superseded(err)) return;
     fillWith(el.message, alert(describe(err)));
   } finally {
-    el.refresh.disabled = false;
-    el.body.removeAttribute('aria-busy');
+    if (mine === ticket) {
+      el.refresh.disabled = false;
+      el.body.removeAttribute('aria-busy');
+    }
   }
 }
 

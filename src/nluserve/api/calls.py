@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -18,6 +19,8 @@ from nluserve.services.inference import InferenceService, Prediction
 from nluserve.settings import Settings
 from nluserve.tenancy.auth import Principal
 from nluserve.tenancy.gate import Gate, QuotaExceeded, Ticket, policy_of, ratelimit_headers
+
+log = logging.getLogger("nluserve.api")
 
 
 def _limit(slug: str, title: str, detail: str, field: str, message: str) -> ProblemError:
@@ -137,9 +140,8 @@ async def run_predictions(
     try:
         for _ in jobs:
             tickets.append(await _admit(request, gate, caller.principal, policy))
-    except ProblemError:
-        for ticket in tickets:
-            await gate.give_back(ticket)
+    except BaseException:  # a 429/503, but also a store error or a cancel: units taken go back
+        await _give_back(gate, tickets)
         raise
     request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, tickets[-1].decision)
     matched = request.scope.get("route")
@@ -153,17 +155,28 @@ async def run_predictions(
     except ProblemError as exc:
         status = exc.status
         if exc.status in (503, 504):
-            for ticket in tickets:
-                await gate.give_back(ticket)  # it did not run: it costs the tenant nothing
+            await _give_back(gate, tickets)  # it did not run: it costs the tenant nothing
         raise
     except ClientGone:
         status = 499
-        for ticket in tickets:
-            await gate.give_back(ticket)
+        await _give_back(gate, tickets)
         raise
     finally:
         for ticket, (model, texts, _) in zip(tickets, jobs, strict=True):
             gate.record(ticket, request_id, route, model.name, model.task, list(texts), status)
+
+
+async def _give_back(gate: Gate, tickets: list[Ticket]) -> None:
+    """Give every ticket back, each on its own: one that fails neither stops the others nor
+    replaces the error the client is answered with."""
+    for ticket in tickets:
+        try:
+            await gate.give_back(ticket)
+        except Exception:
+            log.exception(
+                "quota unit not given back",
+                extra={"fields": {"tenant": ticket.principal.tenant.id}},
+            )
 
 
 async def _admit(request: Request, gate: Gate, principal: Principal, policy: Policy) -> Ticket:

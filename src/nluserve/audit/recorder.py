@@ -11,6 +11,22 @@ The journal is what survives a worker killed (SIGKILL, OOM) with a batch not yet
 kernel keeps what was written, and the other workers sharing the data directory replay the
 journals whose writer is gone. A writer holds an exclusive ``flock`` on its journal while it
 lives, so a journal that can be locked is a dead process's.
+
+Files in the spool directory, and who may touch them:
+
+- ``journal-<tag>-<n>.jsonl``: a living writer's journal, locked by it for its whole life. It is
+  created as ``.new``, locked, and only then renamed into place, so nobody sees it unlocked.
+- ``audit-<tag>-<n>.jsonl``: a spooled batch, complete and fsynced: it is written as
+  ``audit-<tag>-<n>.tmp`` and renamed into place, so a replayer never reads half a batch. The
+  journal that holds the same records is discarded only after that rename.
+- ``deadletter-<tag>-<n>.jsonl``: lines the database refused as data (or that cannot be read);
+  never replayed by the service. See docs/tenancy.md for what an operator does with them.
+
+A replayer opens a spool file or a dead writer's journal, takes its ``flock`` without waiting
+(another replayer, or the living writer, holds it: skip), checks it was not unlinked meanwhile,
+inserts its records and unlinks it while still holding the lock. A replayer that dies lets go of
+its lock with its life, so there is no claim to recover. ``<tag>`` is the pid and 48 random bits
+drawn once per process start: a container restarted with the same pids never reuses a name.
 """
 
 from __future__ import annotations
@@ -22,15 +38,26 @@ import itertools
 import json
 import logging
 import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 import orjson
+from sqlalchemy import exc as sa_exc
 
 from nluserve.tenancy.values import AuditRecord
 
 log = logging.getLogger("nluserve.audit")
+
+# Temporary files (a spool batch or dead letters before their rename, a journal before its
+# lock) left by a process that died while writing one. Their records are still in the journal
+# or spool file they came from, so after this long they are garbage.
+_STALE_TMP_S = 3600.0
 
 
 class AuditSink(Protocol):
@@ -47,12 +74,17 @@ class AuditRecorder:
         self.batch = batch
         self._buffer: list[AuditRecord] = []
         self._journal: _Journal | None = None
+        # Journals whose records went back into the buffer (the database down and the disk
+        # refusing the spool): discarded with the next batch that is stored or spooled.
+        self._held: list[_Journal] = []
         self._journaling = False
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         spool_dir.mkdir(parents=True, exist_ok=True)
 
     def record(self, rec: AuditRecord) -> None:
+        rec = _storable(rec)
         self._buffer.append(rec)
         if self._journal is not None:
             self._journal.append(rec)
@@ -66,98 +98,294 @@ class AuditRecorder:
         """In the serving process (after any fork): the journal is this process's own."""
         self._journal = _Journal.create(self.spool_dir)
         self._journaling = True
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
+        task, self._task = self._task, None
+        if task is not None:
+            # Not cancelled: a batch taken from the buffer must reach the database or the spool.
+            self._stopping = True
+            self._wake.set()
+            await asyncio.wait([task])
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:  # logged, never raised: the final flush below must still run
+                log.error("audit writer had failed", exc_info=(type(exc), exc, exc.__traceback__))
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("final audit flush failed")
         self._journaling = False
-        if self._journal is not None:
-            self._journal.discard()  # everything in it was just written or spooled
-            self._journal = None
+        journals = [*self._held, *([self._journal] if self._journal is not None else [])]
+        self._held, self._journal = [], None
+        kept = bool(self._buffer)  # the flush could neither store nor spool them
+        for journal in journals:
+            if kept:
+                journal.close()  # left on disk, unlocked: the next worker to start replays it
+            else:
+                journal.discard()  # everything in it was just written or spooled
+        if kept:
+            log.error(
+                "audit records neither stored nor spooled at shutdown; left in journals",
+                extra={"fields": {"records": len(self._buffer)}},
+            )
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
-            await self.flush()
+            if self._stopping:
+                return
+            try:
+                await self.flush()
+            except Exception:  # never let the writer die: records would pile up unwritten
+                log.exception("audit flush failed; retrying")
 
     async def flush(self) -> None:
         batch, self._buffer = self._buffer, []
-        journal = None
+        journals: list[_Journal] = []
         if batch and self._journaling:
-            # The batch's records are exactly those in the journal: later ones go to a new one.
-            journal, self._journal = self._journal, _Journal.replace(self.spool_dir)
+            # The batch's records are exactly those in the journal (and in any held ones):
+            # later ones go to a new one.
+            journals, self._held = self._held, []
+            if self._journal is not None:
+                journals.append(self._journal)
+            self._journal = _Journal.replace(self.spool_dir)
         if batch:
             try:
                 await asyncio.to_thread(self.sink.insert_audit, batch)
             except Exception as exc:  # the database is down: keep every record on disk
                 log.warning(
-                    "audit database unavailable, spooling",
+                    "audit batch refused by the database, spooling (a replay sets the refused "
+                    "records aside)"
+                    if _refused_as_data(exc)
+                    else "audit database unavailable, spooling",
                     extra={"fields": {"records": len(batch), "error": type(exc).__name__}},
                 )
-                await asyncio.to_thread(self._spool, batch)
-                if journal is not None:
-                    journal.discard()
+                try:
+                    await asyncio.to_thread(self._spool, batch)
+                except Exception:
+                    # The disk refuses too: keep the records in memory and their journals on
+                    # disk, and try again with the next batch.
+                    log.exception(
+                        "audit spool write failed; records kept in memory",
+                        extra={"fields": {"records": len(batch)}},
+                    )
+                    self._buffer[:0] = batch
+                    self._held[:0] = journals
+                    return
+                for journal in journals:
+                    journal.discard()  # only now: the spool file is complete and in place
                 return
-            if journal is not None:
+            for journal in journals:
                 journal.discard()
         await asyncio.to_thread(self._replay)
 
-    def _spool_file(self) -> Path:
-        return self.spool_dir / f"audit-{os.getpid()}.jsonl"
-
     def _spool(self, batch: list[AuditRecord]) -> None:
-        with self._spool_file().open("ab") as fh:
-            for rec in batch:
-                fh.write(_dump(rec))
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def _adopt_dead_journals(self) -> None:
-        """Turn the journals of processes that died into spool files (replayed below)."""
-        for path in sorted(self.spool_dir.glob("journal-*.jsonl")):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue  # adopted by another worker, or discarded by its writer
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                path.rename(self.spool_dir / f"audit-{path.name}")
-            except OSError:
-                continue  # its writer is alive (the lock is held), or someone was faster
-            finally:
-                os.close(fd)
-            log.warning(
-                "audit journal of a dead worker recovered", extra={"fields": {"file": path.name}}
-            )
+        """Write the batch to a temporary file, fsync it, and rename it into place."""
+        _write_atomically(self.spool_dir, "audit", b"".join(_dump(rec) for rec in batch))
 
     def _replay(self) -> None:
-        """Claim spool files (rename: one worker wins) and insert their records."""
-        self._adopt_dead_journals()
-        for path in sorted(self.spool_dir.glob("audit-*.jsonl")):
-            claimed = path.with_suffix(f".claimed-{os.getpid()}")
+        """Insert the records of spool files and of dead writers' journals, each file alone."""
+        self._remove_stale_temporaries()
+        self._adopt_legacy_claims()
+        paths = sorted(self.spool_dir.glob("audit-*.jsonl"))
+        paths += sorted(self.spool_dir.glob("journal-*.jsonl"))
+        for path in paths:
             try:
-                path.rename(claimed)
-            except OSError:
+                reachable = self._replay_file(path)
+            except Exception:  # one file must never stop the others, nor the writer
+                log.exception(
+                    "audit spool file not replayed", extra={"fields": {"file": path.name}}
+                )
                 continue
-            records = _load_all(claimed.read_text(encoding="utf-8"))
+            if not reachable:
+                return  # the database is still down: leave the rest for the next attempt
+
+    def _replay_file(self, path: Path) -> bool:
+        """Replay one file if nobody else holds it; False when the database is unreachable."""
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            return True  # replayed by another worker, or discarded by its writer
+        with fh:
             try:
-                for i in range(0, len(records), self.batch):
-                    self.sink.insert_audit(records[i : i + self.batch])
-            except Exception:
-                claimed.rename(path)  # still down: leave it for the next attempt
-                return
-            claimed.unlink()
-            log.info("audit spool replayed", extra={"fields": {"records": len(records)}})
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True  # its writer lives (a journal), or another worker is replaying it
+            if os.fstat(fh.fileno()).st_nlink == 0:
+                return True  # replayed and removed by another worker since we opened it
+            lines, unreadable = _parse(fh.read())
+            try:
+                refused = self._insert_isolating([rec for _, rec in lines])
+            except Exception as exc:
+                if _unreachable(exc):
+                    return False
+                # Neither the database away nor a refused record: keep the file and move on.
+                log.warning(
+                    "audit spool file not replayed; kept for the next attempt",
+                    extra={"fields": {"file": path.name, "error": type(exc).__name__}},
+                )
+                return True
+            dead = unreadable + [lines[i][0] for i in sorted(refused)]
+            if dead:
+                deadletter = _write_atomically(self.spool_dir, "deadletter", b"".join(dead))
+                errors = sorted({type(e).__name__ for e in refused.values()})
+                log.error(
+                    "AUDIT RECORDS NOT STORED: moved to a dead-letter file for an operator",
+                    extra={
+                        "fields": {
+                            "file": path.name,
+                            "deadletter": deadletter.name,
+                            "refused": len(refused),
+                            "unreadable": len(unreadable),
+                            "errors": errors,
+                            # ids only: the records may hold a client's text
+                            "record_ids": [lines[i][1].record_id for i in sorted(refused)][:20],
+                        }
+                    },
+                )
+            path.unlink(missing_ok=True)
+        stored = len(lines) - len(refused)
+        if path.name.startswith("journal-"):
+            log.warning(
+                "audit journal of a dead worker recovered",
+                extra={"fields": {"file": path.name, "records": stored}},
+            )
+        elif lines:
+            log.info("audit spool replayed", extra={"fields": {"records": stored}})
+        return True
+
+    def _insert_isolating(self, records: list[AuditRecord]) -> dict[int, Exception]:
+        """Insert in chunks; the records the database refuses as data, by index, with why.
+
+        A chunk refused as data is halved until the refused records stand alone, so every
+        other record is stored. Any other error (the database away) is raised.
+        """
+        refused: dict[int, Exception] = {}
+
+        def insert(lo: int, hi: int) -> None:
+            try:
+                self.sink.insert_audit(records[lo:hi])
+            except Exception as exc:
+                if not _refused_as_data(exc):
+                    raise
+                if hi - lo == 1:
+                    refused[lo] = exc
+                    return
+                mid = (lo + hi) // 2
+                insert(lo, mid)
+                insert(mid, hi)
+
+        for lo in range(0, len(records), self.batch):
+            insert(lo, min(lo + self.batch, len(records)))
+        return refused
+
+    def _remove_stale_temporaries(self) -> None:
+        cutoff = time.time() - _STALE_TMP_S
+        for pattern in ("*.tmp", "journal-*.new"):
+            for path in self.spool_dir.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+
+    def _adopt_legacy_claims(self) -> None:
+        """``audit-*.claimed-<pid>`` files of an earlier version whose claimer died."""
         for stale in self.spool_dir.glob("audit-*.claimed-*"):
             pid = stale.suffix.rsplit("-", 1)[-1]
             if pid.isdigit() and not _alive(int(pid)):
-                stale.rename(self.spool_dir / f"audit-recovered-{pid}.jsonl")
+                with contextlib.suppress(OSError):  # another worker was faster
+                    stale.rename(self.spool_dir / f"audit-{_unique('legacy')}.jsonl")
+
+
+# PostgreSQL cannot store every string Python can: psycopg refuses U+0000 in a text parameter
+# (a DataError), a lone surrogate cannot be encoded as UTF-8, and a string longer than its
+# varchar column is refused. One such record used to fail its whole batch and then block the
+# spool, so what would be refused is made storable before the record is kept: NUL (and, in the
+# short fields, lone surrogates) become U+FFFD, and the short fields are cut to their column's
+# length (db/tables.py, AuditRow). The stored text then differs from what the client sent where
+# it held NUL; it is otherwise the same. Request texts with lone surrogates are refused by the
+# API (schemas.Text), and are not searched for here: a regex over 100k characters costs ~0.4 ms
+# per call, ``"\0" in text`` 30 us. Integer fields are bounded by the call limits (settings).
+_MAX_CHARS = {
+    "request_id": 128,
+    "record_id": 128,
+    "tenant_id": 32,
+    "key_id": 16,
+    "route": 100,
+    "model": 100,
+    "task": 32,
+}
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(rec: AuditRecord) -> AuditRecord:
+    """``rec``, or a copy whose strings PostgreSQL can store (see above)."""
+    changes: dict[str, str] = {}
+    for name, limit in _MAX_CHARS.items():
+        value = getattr(rec, name)
+        if isinstance(value, str) and (len(value) > limit or _UNSTORABLE.search(value)):
+            changes[name] = _UNSTORABLE.sub("\ufffd", value)[:limit]
+    if rec.text is not None and "\x00" in rec.text:
+        changes["text"] = rec.text.replace("\x00", "\ufffd")
+    return replace(rec, **changes) if changes else rec  # type: ignore[arg-type]
+
+
+def _refused_as_data(exc: BaseException) -> bool:
+    """The database refused these rows (a value or a constraint), not the connection."""
+    return isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database (or the way to it) is away: try again later."""
+    return isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError | TimeoutError
+    ) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+
+
+_FILES = itertools.count()
+_TAG: tuple[int, str] | None = None
+
+
+def _process_tag() -> str:
+    """The pid and 48 random bits, drawn again after a fork: unique per process start."""
+    global _TAG
+    pid = os.getpid()
+    if _TAG is None or _TAG[0] != pid:
+        _TAG = (pid, f"{pid}-{secrets.token_hex(6)}")
+    return _TAG[1]
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{_process_tag()}-{next(_FILES)}"
+
+
+def _write_atomically(directory: Path, prefix: str, data: bytes) -> Path:
+    """``<prefix>-<unique>.jsonl`` holding ``data``: written, fsynced, then renamed into place."""
+    name = _unique(prefix)
+    tmp = directory / f"{name}.tmp"  # a name no replayer looks for
+    final = directory / f"{name}.jsonl"
+    try:
+        with tmp.open("xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` survive a machine crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _dump(rec: AuditRecord) -> bytes:
@@ -170,22 +398,30 @@ def _load(line: str) -> AuditRecord:
     raw["ts"] = datetime.fromisoformat(raw["ts"])
     # Lines spooled before record ids existed: the request id was their key (migration 0002).
     raw.setdefault("record_id", raw["request_id"])
-    return AuditRecord(**raw)
+    # Lines spooled before records were made storable (a NUL in the text) are made so here.
+    return _storable(AuditRecord(**raw))
 
 
-def _load_all(text: str) -> list[AuditRecord]:
-    """Every whole record; a line cut short (a full disk under a dying writer) is skipped."""
-    records = []
-    for line in text.splitlines():
-        if line:
-            try:
-                records.append(_load(line))
-            except (ValueError, TypeError, KeyError):
-                log.warning("unreadable audit spool line skipped")
-    return records
+def _lines(data: bytes) -> Iterator[bytes]:
+    for line in data.split(b"\n"):
+        if line.strip():
+            yield line + b"\n"
 
 
-_JOURNALS = itertools.count()
+def _parse(data: bytes) -> tuple[list[tuple[bytes, AuditRecord]], list[bytes]]:
+    """(raw line, record) for every whole record, and the lines that are none.
+
+    A line cut short (a full disk under a dying writer, perhaps in the middle of a character)
+    cannot be read; it is kept, byte for byte, for the dead-letter file, never dropped.
+    """
+    records: list[tuple[bytes, AuditRecord]] = []
+    unreadable: list[bytes] = []
+    for raw in _lines(data):
+        try:
+            records.append((raw, _load(raw.decode("utf-8"))))
+        except (ValueError, TypeError, KeyError):  # UnicodeDecodeError is a ValueError
+            unreadable.append(raw)
+    return records, unreadable
 
 
 class _Journal:
@@ -197,9 +433,17 @@ class _Journal:
 
     @classmethod
     def create(cls, spool_dir: Path) -> _Journal:
-        path = spool_dir / f"journal-{os.getpid()}-{next(_JOURNALS)}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: nobody else holds it
+        name = _unique("journal")
+        new = spool_dir / f"{name}.new"
+        path = spool_dir / f"{name}.jsonl"
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a new file under a name nobody looks for
+            os.rename(new, path)  # only now can a replayer see it, and it is locked
+        except BaseException:
+            os.close(fd)
+            new.unlink(missing_ok=True)
+            raise
         return cls(path, fd)
 
     @classmethod
@@ -213,13 +457,22 @@ class _Journal:
 
     def append(self, rec: AuditRecord) -> None:
         # No fsync: this guards against the process dying, not the machine (the spool does).
+        line = _dump(rec)
         try:
-            os.write(self.fd, _dump(rec))
+            written = os.write(self.fd, line)
         except OSError as exc:  # the record is still in memory; only the kill guard is lost
             log.warning("audit journal write failed", extra={"fields": {"error": str(exc)}})
+            return
+        if written != len(line):  # a full disk: the line is cut, and a replay keeps it aside
+            log.warning("audit journal write cut short", extra={"fields": {"error": "ENOSPC"}})
 
     def discard(self) -> None:
+        """Unlink while still locked, so no replayer can take the file for a dead writer's."""
         self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+    def close(self) -> None:
+        """Let go of the file, left on disk for a replayer (its records were not stored)."""
         os.close(self.fd)
 
 

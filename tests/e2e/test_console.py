@@ -75,6 +75,12 @@ def test_console_page_and_assets_carry_a_strict_csp(server: Server) -> None:
         assert revalidated.status_code == 304, given
     changed = httpx.get(server.url + "/console/assets/app.js", headers={"If-None-Match": '"old"'})
     assert changed.status_code == 200
+    for url in (server.console, server.url + "/console/assets/app.js"):  # uptime probes use HEAD
+        head = httpx.head(url)
+        assert head.status_code == 200, url
+        assert head.headers["content-security-policy"] == CSP
+        assert head.headers["etag"] and not head.content
+    assert httpx.head(server.url + "/console/assets/nope.js").status_code == 404
     assert httpx.get(server.url + "/console/assets/nope.js").status_code == 404
     assert httpx.get(server.url + "/console/assets/..%2Fapp.py").status_code == 404
 
@@ -399,7 +405,7 @@ def test_admin_confirms_destructive_actions_and_marks_this_sessions_key(
     own.wait_for()
     assert "this session" in own.inner_text()
     own_id = server.admin_key.split("_")[1]
-    assert own.locator(f"button[data-action=revoke][data-key={own_id}]").count() == 1
+    assert own.locator(f'button[data-action=revoke][data-key="{own_id}"]').count() == 1
     own.locator("button[data-action=revoke]").click()
     assert dialogs[-1][0] == "prompt" and "key of this session" in dialogs[-1][1]
     assert own_id in dialogs[-1][1]
@@ -443,3 +449,20 @@ def test_admin_refuses_a_quota_typo_and_says_when_copy_failed(
         " return document.activeElement === i && i.selectionStart === 0"
         " && i.selectionEnd === i.value.length; })()"
     )
+
+
+def test_a_failed_run_clears_the_old_result_and_keeps_the_problems_details(
+    server: Server, console_factory: Make
+) -> None:
+    key = server.tenant("failed-run-e2e")
+    console = console_factory()
+    page = console.page
+    console.login(key)
+    _run(console, TEXTS[:1])
+    page.fill("#pg-text", "张" * 20_000)  # over the API's length limit: a 422
+    page.click("#pg-run")
+    page.wait_for_selector("#pg-message [role=alert]")
+    page.wait_for_selector("#pg-run:not([disabled])")
+    said = page.inner_text("#pg-message")
+    assert "(422)" in said and "request id " in said, said
+    assert page.locator("#pg-output *").count() == 0

@@ -37,28 +37,14 @@ from tests.integration.tenancy.harness import (
     running,
     tenancy_settings,
 )
+from tests.support.audit_rows import audit_row
 
 SECRET = "病历号甲乙丙丁"
 
 
 def _record(rid: str, text: str | None = None, **fields: object) -> AuditRecord:
-    values: dict[str, object] = {
-        "request_id": rid,
-        "ts": datetime(2026, 11, 2, 8, 30, tzinfo=UTC),
-        "tenant_id": "t1",
-        "key_id": "k1",
-        "route": "/v1/ner",
-        "model": "general",
-        "task": "ner",
-        "n_texts": 1,
-        "chars": 5,
-        "status": 200,
-        "latency_ms": 1.5,
-        "text": text,
-        "record_id": rid,
-    }
-    values.update(fields)
-    return AuditRecord(**values)  # type: ignore[arg-type,unused-ignore]
+    ts = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+    return AuditRecord(**audit_row(rid, ts=ts, key_id="k1", latency_ms=1.5, text=text, **fields))
 
 
 def _line(rec: AuditRecord, **raw: object) -> bytes:

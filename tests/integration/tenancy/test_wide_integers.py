@@ -21,27 +21,10 @@ from nluserve.db.engine import make_engine
 from nluserve.db.migrate import MIGRATIONS, current, upgrade
 from nluserve.db.tables import AuditRow, TenantRow
 from tests.integration.tenancy.harness import bearer, build_stack, running, tenancy_settings
+from tests.support.audit_rows import audit_row
 
 HEAD = "0003"
 PAST_INT4 = 3_000_000_000  # > 2**31 - 1
-
-
-def _audit_row(record_id: str) -> dict[str, Any]:
-    return {
-        "record_id": record_id,
-        "request_id": record_id,
-        "ts": datetime(2026, 11, 1, tzinfo=UTC),
-        "tenant_id": "t1",
-        "key_id": None,
-        "route": "/v1/ner",
-        "model": "general",
-        "task": "ner",
-        "n_texts": 1,
-        "chars": 5,
-        "status": 200,
-        "latency_ms": 3.5,
-        "text": None,
-    }
 
 
 def _tenant_row(name: str, quota: int) -> dict[str, Any]:
@@ -103,7 +86,7 @@ def test_audit_ids_go_past_int4_on_postgresql(postgres_url: str) -> None:
                 text("SELECT setval(pg_get_serial_sequence('audit', 'id'), :v)"),
                 {"v": 2**31 - 2},
             )
-            conn.execute(AuditRow.__table__.insert(), [_audit_row(f"r{i}") for i in range(3)])
+            conn.execute(AuditRow.__table__.insert(), [audit_row(f"r{i}") for i in range(3)])
             ids = conn.execute(text("SELECT id FROM audit ORDER BY id")).scalars().all()
     finally:
         engine.dispose()
@@ -164,14 +147,14 @@ def test_a_database_at_0002_keeps_its_rows_and_ids_through_the_upgrade(
     try:
         with engine.begin() as conn:
             conn.execute(TenantRow.__table__.insert(), [_tenant_row("old", 2_000_000_000)])
-            conn.execute(AuditRow.__table__.insert(), [_audit_row(f"old{i}") for i in range(3)])
+            conn.execute(AuditRow.__table__.insert(), [audit_row(f"old{i}") for i in range(3)])
             before = conn.execute(text("SELECT id, record_id FROM audit ORDER BY id")).all()
         assert upgrade(database_url) == HEAD
         with engine.begin() as conn:
             after = conn.execute(text("SELECT id, record_id FROM audit ORDER BY id")).all()
             assert after == before
             # New rows continue the sequence after the kept ones, past int4 too.
-            conn.execute(AuditRow.__table__.insert(), [_audit_row("new0")])
+            conn.execute(AuditRow.__table__.insert(), [audit_row("new0")])
             ids = conn.execute(text("SELECT id FROM audit ORDER BY id")).scalars().all()
             assert ids == [*(r[0] for r in before), before[-1][0] + 1]
             conn.execute(
@@ -184,7 +167,7 @@ def test_a_database_at_0002_keeps_its_rows_and_ids_through_the_upgrade(
                     text("SELECT setval(pg_get_serial_sequence('audit', 'id'), :v)"),
                     {"v": 2**31 + 5},
                 )
-                conn.execute(AuditRow.__table__.insert(), [_audit_row("past-int4")])
+                conn.execute(AuditRow.__table__.insert(), [audit_row("past-int4")])
                 top = conn.execute(text("SELECT MAX(id) FROM audit")).scalar_one()
                 assert top == 2**31 + 6
     finally:

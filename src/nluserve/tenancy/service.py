@@ -142,9 +142,29 @@ class TenancyService:
         record = self.repo.key(key_id)
         if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
             raise NotFound(f"no key {key_id!r}")
+        if self._is_last_admin_key(record):
+            raise InvalidValue(
+                f"key {key_id!r} is the last usable key of an active admin tenant: revoking it "
+                "would lock every administrator out (create another admin key first)"
+            )
         revoked = self.repo.revoke_key(key_id)
         assert revoked is not None
         return revoked
+
+    def _is_last_admin_key(self, record: KeyRecord) -> bool:
+        """Whether no other key could still reach the admin API once this one is revoked."""
+        owner = self.repo.tenant(record.tenant_id)
+        if owner is None or not (owner.admin and owner.status == "active"):
+            return False
+        now = datetime.now(UTC)
+        for tenant in self.repo.tenants():
+            if not (tenant.admin and tenant.status == "active"):
+                continue
+            for key in self.repo.keys(tenant.id):
+                usable = key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+                if usable and key.id != record.id:
+                    return False
+        return True
 
     def update(self, tenant_id: str, **fields: object) -> Tenant:
         check_tenant(

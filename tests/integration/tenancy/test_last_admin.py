@@ -59,3 +59,25 @@ def test_the_last_active_admin_tenant_cannot_be_disabled(stack: Stack) -> None:
             assert stack.tenancy.find(spare.id).status == "active"
 
     asyncio.run(scenario())
+
+
+def test_the_last_usable_admin_key_cannot_be_revoked(stack: Stack) -> None:
+    root, root_key = stack.tenant("root", admin=True)
+    first = stack.tenancy.keys(root.id)[0]
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            path = f"/admin/tenants/{root.id}/keys/{first.id}"
+            problem = assert_problem(await client.delete(path, headers=bearer(root_key)), 422)
+            assert "last usable key" in problem["detail"]
+            # With a second admin key, the first one can go; then the second is the last.
+            second = stack.tenancy.create_key(root.id, "spare")
+            r = await client.delete(path, headers=bearer(second.api_key))
+            assert r.status_code == 200, r.text
+            r = await client.delete(
+                f"/admin/tenants/{root.id}/keys/{second.record.id}",
+                headers=bearer(second.api_key),
+            )
+            assert "last usable key" in assert_problem(r, 422)["detail"]
+
+    asyncio.run(scenario())

@@ -217,6 +217,8 @@ async def revoke_key(tenant: str, key_id: str, tenancy: TenancyDep, _: AdminDep)
         return _key(await asyncio.to_thread(tenancy.revoke_key, key_id, found.id))
     except NotFound as exc:
         raise _not_found(exc) from exc
+    except InvalidValue as exc:  # the last key that reaches the admin API
+        raise _invalid(exc) from exc
 
 
 class RevokedTokenOut(BaseModel):

@@ -3,6 +3,12 @@
 Each decision is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the
 read), so two workers can never both read "499 used" and both admit call 500. The stdlib
 sqlite3 driver is used directly: the transaction is three statements on a hot path.
+
+It runs on the event loop (a thread hand-off would cost more than the decision), so a lock
+held elsewhere must not stall it long: the busy timeout is short, and a decision that cannot
+get the lock is ``QuotaUnavailable`` (503 with Retry-After, as for Redis), not a 30 s freeze of
+every call on the worker. ``peek`` (GET routes) reads in a deferred transaction, which takes no
+write lock in WAL mode.
 """
 
 from __future__ import annotations
@@ -13,12 +19,20 @@ import time
 from pathlib import Path
 
 from nluserve.db.sqlite_wal import enable_wal, private_file
-from nluserve.quota.base import Decision, Policy, burst_retry_after, seconds_to_midnight, utc_day
+from nluserve.quota.base import (
+    Decision,
+    Policy,
+    QuotaUnavailable,
+    burst_retry_after,
+    seconds_to_midnight,
+    utc_day,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS daily (tenant TEXT, day TEXT, used INTEGER, PRIMARY KEY (tenant, day));
 CREATE TABLE IF NOT EXISTS bucket (tenant TEXT PRIMARY KEY, tokens REAL, ts REAL);
 """
+BUSY_TIMEOUT_S = 2.0
 
 
 class SqliteQuotaStore:
@@ -33,7 +47,7 @@ class SqliteQuotaStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -44,7 +58,10 @@ class SqliteQuotaStore:
         now = time.time()
         day = utc_day(now)
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE" if count else "BEGIN")
+        except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout
+            raise QuotaUnavailable(f"quota store busy ({exc})") from exc
         try:
             row = conn.execute(
                 "SELECT used FROM daily WHERE tenant=? AND day=?", (tenant_id, day)
@@ -82,8 +99,10 @@ class SqliteQuotaStore:
                 decision = Decision(True, None, used, tokens, day)
             conn.execute("COMMIT")
             return decision
-        except BaseException:
+        except BaseException as exc:
             conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise QuotaUnavailable(f"quota store busy ({exc})") from exc
             raise
 
     async def acquire(self, tenant_id: str, policy: Policy) -> Decision:

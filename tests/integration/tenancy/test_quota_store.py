@@ -179,3 +179,35 @@ def test_tenants_do_not_share_counters(new_store: StoreFactory) -> None:
             assert (await store.peek(b, tight)).daily_used == 1
 
     asyncio.run(scenario())
+
+
+def test_a_locked_sqlite_store_answers_unavailable_soon_and_still_peeks(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    from nluserve.quota.base import QuotaUnavailable
+    from nluserve.quota.sqlite import BUSY_TIMEOUT_S
+
+    path = tmp_path / "quota.sqlite"
+    store = SqliteQuotaStore(path)
+    policy = Policy(quota_daily=10, rate_per_s=100.0, burst=10)
+
+    async def scenario() -> None:
+        assert (await store.acquire("t1", policy)).allowed
+        # Another process holds the write lock (a stuck writer, a checkpoint on a slow disk).
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(QuotaUnavailable, match="busy"):
+                await store.acquire("t1", policy)
+            assert time.monotonic() - started < BUSY_TIMEOUT_S + 1.0  # not the old 30 s
+            peeked = await store.peek("t1", policy)  # a read takes no write lock
+            assert peeked.allowed and peeked.daily_used == 1
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (await store.acquire("t1", policy)).daily_used == 2
+        await store.close()
+
+    asyncio.run(scenario())

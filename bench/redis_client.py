@@ -35,7 +35,7 @@ from nluserve.quota.redis import _ACQUIRE
 from nluserve.quota.resp import PipelinedRedis
 
 KEYS = ["bench:b:t"]  # the bucket; the script builds the day key from the stem below
-ARGS = [10**12, 10**9, 10**9, 1, "bench:q:t:"]
+ARGS = [10**12, 10**9, 10**9, 1, "bench:q:t:", "bench:r:t"]
 
 Call = Callable[[], Awaitable[Any]]
 

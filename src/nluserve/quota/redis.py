@@ -8,7 +8,9 @@ go out on one pipelined connection per worker (quota/resp.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
 import time
 
 from nluserve.quota.base import (
@@ -43,8 +45,13 @@ end
 # day is Redis's, so every worker counts into, and gives back to, one key whatever its own clock
 # says. Building a key name inside the script is fine on the single Redis this store uses.
 # An absent bucket reads as full, so its key lives as long as refilling an empty one takes.
+# ARGV[6]: this call's receipt key, naming the daily key it counted into, kept UNDO_WINDOW
+# seconds: a caller whose answer timed out cannot know whether the unit was counted, and gives
+# it back through the receipt (_UNDO), which exists only if it was.
+UNDO_WINDOW_S = 30
 _ACQUIRE = (
     _UTC_DATE
+    + f"local UNDO_WINDOW = {UNDO_WINDOW_S}\n"
     + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -65,9 +72,18 @@ local refill = math.min(math.ceil(burst / rate) + 1, 1e13)
 redis.call('EXPIRE', KEYS[1], string.format('%d', refill))
 used = redis.call('INCR', daily)
 redis.call('EXPIRE', daily, 2 * 86400)
+redis.call('SET', ARGV[6], daily, 'EX', UNDO_WINDOW)
 return {1, 0, used, tostring(tokens), tostring(now), day}
 """
 )
+_UNDO = """
+local daily = redis.call('GET', KEYS[1])
+if not daily then return 0 end
+redis.call('DEL', KEYS[1])
+local used = tonumber(redis.call('GET', daily) or '0')
+if used > 0 then redis.call('DECR', daily) end
+return 1
+"""
 _RELEASE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used > 0 then return redis.call('DECR', KEYS[1]) end
@@ -80,6 +96,7 @@ class RedisQuotaStore:
         self.client = PipelinedRedis(url, timeout_s=0.5)
         self.fail_open = fail_open
         self.prefix = prefix
+        self._undoing: set[asyncio.Task[None]] = set()
 
     def _daily_stem(self, tenant_id: str) -> str:
         return f"{self.prefix}:q:{tenant_id}:"
@@ -91,6 +108,7 @@ class RedisQuotaStore:
         return f"{self.prefix}:b:{tenant_id}"
 
     async def _decide(self, tenant_id: str, policy: Policy, count: bool) -> Decision:
+        receipt = f"{self.prefix}:r:{secrets.token_hex(8)}"
         try:
             allowed, violated, used, tokens_s, now_s, day_s = await self.client.eval(
                 _ACQUIRE,
@@ -101,9 +119,13 @@ class RedisQuotaStore:
                     policy.burst,
                     1 if count else 0,
                     self._daily_stem(tenant_id),
+                    receipt,
                 ],
             )
         except (RespError, OSError) as exc:
+            if count and isinstance(exc, OSError):
+                # Sent, maybe run: Redis may have counted a call this worker now refuses (503).
+                self._undo_later(receipt)
             if self.fail_open:  # nothing counted: Gate.give_back never gives this one back
                 day = utc_day(time.time())
                 return Decision(True, None, 0, float(policy.burst), day, degraded=True)
@@ -124,6 +146,19 @@ class RedisQuotaStore:
     async def peek(self, tenant_id: str, policy: Policy) -> Decision:
         return await self._decide(tenant_id, policy, count=False)
 
+    def _undo_later(self, receipt: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._undo(receipt))
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
+
+    async def _undo(self, receipt: str) -> None:
+        """Give back the unit behind ``receipt``, if it was counted, while its receipt lives."""
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0, 8.0):
+            await asyncio.sleep(delay)
+            with contextlib.suppress(RespError, OSError):
+                await self.client.eval(_UNDO, [receipt], [])
+                return
+
     async def release(self, tenant_id: str, day: str) -> None:
         # A lost give-back errs towards the tenant's limit, never past it.
         with contextlib.suppress(RespError, OSError):
@@ -133,6 +168,8 @@ class RedisQuotaStore:
         await self.client.execute("PING")
 
     async def close(self) -> None:
+        for task in list(self._undoing):
+            task.cancel()
         await self.client.close()
 
 

@@ -239,3 +239,45 @@ def test_the_slowest_bucket_the_limits_allow_gets_a_ttl_redis_accepts(
             await client.close()
 
     assert 10**13 - 5 <= asyncio.run(scenario()) <= 10**13
+
+
+_STALL = """
+local t = redis.call('TIME')
+local t0 = tonumber(t[1]) + tonumber(t[2]) / 1000000
+while true do
+  local n = redis.call('TIME')
+  if tonumber(n[1]) + tonumber(n[2]) / 1000000 - t0 > tonumber(ARGV[1]) then break end
+end
+return 1
+"""
+
+
+def test_a_unit_counted_for_a_call_that_timed_out_is_given_back(
+    redis_server: RedisServer,
+) -> None:
+    from nluserve.quota.base import QuotaUnavailable
+
+    tenant = _tenant_id()
+
+    async def scenario() -> None:
+        store = RedisQuotaStore(redis_server.url)
+        other = PipelinedRedis(redis_server.url, timeout_s=10)
+        day = await _redis_day(other)
+        assert (await store.acquire(tenant, WIDE)).allowed
+        # Redis stalls (a slow script, a fork on a big instance) longer than the store's 0.5 s
+        # timeout: the call is refused with 503, but Redis runs it once the stall is over.
+        stall = asyncio.create_task(other.eval(_STALL, [], [1.5]))
+        await asyncio.sleep(0.1)
+        with pytest.raises(QuotaUnavailable):
+            await store.acquire(tenant, WIDE)
+        await stall
+        deadline = time.monotonic() + 15
+        while (await _daily_counters(other, tenant)).get(day) != 1:
+            assert time.monotonic() < deadline, await _daily_counters(other, tenant)
+            await asyncio.sleep(0.2)
+        # The first call's receipt waits out its window; the refused call's was spent.
+        assert len(await other.execute("KEYS", f"{PREFIX}:r:*")) == 1
+        await store.close()
+        await other.close()
+
+    asyncio.run(scenario())

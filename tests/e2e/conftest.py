@@ -96,9 +96,9 @@ class Server:
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("e2e-data")
+@contextlib.contextmanager
+def _serve(data: Path, **extra_env: str) -> Iterator[Server]:
+    """``nluserve serve`` on a free loopback port with its data in ``data``, until the block ends."""
     _, admin_key = generate()
     port = _free_port()
     env = {
@@ -112,6 +112,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         NLUSERVE_AUTH_CACHE_S=AUTH_CACHE_S,
         NLUSERVE_INFERENCE_THREADS="1",
         NLUSERVE_LOG_LEVEL="warning",
+        **extra_env,
     )
     log_path = data / "serve.log"
     with log_path.open("wb") as log:
@@ -144,6 +145,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve(tmp_path_factory.mktemp("e2e-data")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A second server with NLUSERVE_AUTH=false: every call is taken without a key."""
+    with _serve(tmp_path_factory.mktemp("e2e-open"), NLUSERVE_AUTH="false") as running:
+        yield running
 
 
 @pytest.fixture(scope="package")
@@ -233,16 +247,18 @@ def shoot(artefacts: Path) -> Any:
 
 @pytest.fixture
 def console_factory(browser: Any, server: Server) -> Iterator[Any]:
-    """make(locale=..., width=..., height=...) -> Console; every context closes after the test,
-    and a test fails if any page hit a script error or a CSP violation."""
+    """make(locale=..., width=..., height=..., on=server) -> Console; every context closes after
+    the test, and a test fails if any page hit a script error or a CSP violation."""
     opened: list[Console] = []
 
-    def make(locale: str = "en-US", width: int = 1280, height: int = 900) -> Console:
+    def make(
+        locale: str = "en-US", width: int = 1280, height: int = 900, on: Server | None = None
+    ) -> Console:
         context = browser.new_context(
             locale=locale, viewport={"width": width, "height": height}, device_scale_factor=1
         )
         context.set_default_timeout(15_000)
-        console = Console(context, server)
+        console = Console(context, on or server)
         opened.append(console)
         return console
 

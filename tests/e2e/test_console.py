@@ -466,3 +466,22 @@ def test_a_failed_run_clears_the_old_result_and_keeps_the_problems_details(
     said = page.inner_text("#pg-message")
     assert "(422)" in said and "request id " in said, said
     assert page.locator("#pg-output *").count() == 0
+
+
+def test_without_authentication_the_console_needs_no_key_and_hides_tenancy(
+    open_server: Server, console_factory: Make
+) -> None:
+    console = console_factory(on=open_server)
+    page = console.page
+    console.open("usage")  # a tenancy view asked for: the playground is shown instead
+    page.wait_for_selector("#view-playground:not([hidden]) h1")
+    assert page.is_hidden("#view-login")
+    assert page.is_visible("#auth-off")
+    assert page.is_visible("#nav a[data-view=playground]")
+    assert page.is_hidden("#nav a[data-view=usage]")
+    assert page.is_hidden("#nav a[data-view=admin]")
+    assert page.is_hidden("#logout")
+    assert page.url.endswith("#/playground")
+    _run(console, TEXTS[:1])
+    assert page.locator("#pg-output mark").count() > 0
+    assert console.stored_key() is None

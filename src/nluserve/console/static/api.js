@@ -10,6 +10,9 @@ export const apiBase = window.location.pathname.replace(/\/console(\/.*)?$/, '')
 // had in flight: an answer to a request made under another session is never drawn.
 let epoch = 0;
 let inFlight = new AbortController();
+// NLUSERVE_AUTH=false: the API answers without a key (found by an unauthenticated GET
+// /v1/models at start); there is no login, and no tenancy (usage, admin) to show.
+let open = false;
 
 function nextEpoch() {
   epoch += 1;
@@ -32,6 +35,20 @@ export const session = {
   /** The current session epoch; pass it to call() to tie a chain of calls to one session. */
   epoch() {
     return epoch;
+  },
+  /** True when the server runs without authentication (NLUSERVE_AUTH=false). */
+  open() {
+    return open;
+  },
+  /** Ask the API whether it takes calls without a key: a 200 from GET /v1/models with none. */
+  async probeOpen() {
+    try {
+      await call('GET', '/v1/models', { key: '' });
+      open = true;
+    } catch {
+      open = false;
+    }
+    return open;
   },
   /** The id of the session's key (the 12 characters after `nlu_`), or null for a token. */
   keyId() {

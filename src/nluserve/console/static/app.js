@@ -9,6 +9,8 @@ import * as usage from './usage.js';
 
 const VIEWS = { playground, usage, admin };
 const DEFAULT_VIEW = 'playground';
+// Views that need tenancy: not shown when the server runs without authentication.
+const TENANCY_VIEWS = new Set(['usage', 'admin']);
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,21 +42,28 @@ function currentView() {
 }
 
 async function route() {
-  if (!session.key()) {
+  const open = session.open();
+  if (!open && !session.key()) {
     showLogin();
     return;
   }
-  const name = currentView();
+  let name = currentView();
+  if (open && TENANCY_VIEWS.has(name)) {
+    name = DEFAULT_VIEW;
+    window.history.replaceState(null, '', `#/${name}`);
+  }
   $('nav').hidden = false;
-  $('logout').hidden = false;
+  $('logout').hidden = open;
+  $('auth-off').hidden = !open;
   for (const link of document.querySelectorAll('#nav a')) {
+    link.parentElement.hidden = open && TENANCY_VIEWS.has(link.dataset.view);
     if (link.dataset.view === name) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
   showOnly(`view-${name}`);
   await VIEWS[name].enter();
   // A hidden view cannot take focus; move it to the new heading for screen readers.
-  if (session.key() && currentView() === name) $(`${name}-title`)?.focus({ preventScroll: true });
+  if ((open || session.key()) && currentView() === name) $(`${name}-title`)?.focus({ preventScroll: true });
 }
 
 async function login(event) {
@@ -92,7 +101,7 @@ async function login(event) {
   await route();
 }
 
-function start() {
+async function start() {
   const picker = $('lang');
   picker.value = lang();
   picker.addEventListener('change', () => setLang(picker.value));
@@ -110,6 +119,7 @@ function start() {
   window.addEventListener('hashchange', () => {
     if (window.location.hash.startsWith('#/')) route();
   });
+  await session.probeOpen();
   route();
 }
 

@@ -485,3 +485,54 @@ def test_without_authentication_the_console_needs_no_key_and_hides_tenancy(
     _run(console, TEXTS[:1])
     assert page.locator("#pg-output mark").count() > 0
     assert console.stored_key() is None
+
+
+ACTIVE_JS = "() => document.activeElement.id || document.activeElement.dataset.action || 'body'"
+
+
+def test_repeated_buttons_name_their_tenant_or_key_and_focus_is_never_lost(
+    server: Server, console_factory: Make
+) -> None:
+    console = console_factory()
+    page = console.page
+    page.on("dialog", lambda dialog: dialog.accept())
+    console.login(server.admin_key, "admin")
+    page.locator("#ad-tenants").wait_for()
+    page.fill("#ad-name", "a11y-e2e")
+    page.press("#ad-name", "Enter")
+    page.locator("#ad-new-key").wait_for()
+    assert page.evaluate(ACTIVE_JS) == "ad-new-key"  # not <body>: the key, ready for Ctrl+C
+    assert page.get_attribute("#ad-new-key ~ button[data-action=copy]", "aria-label") == (
+        "Copy New API key"
+    )
+    toggle = page.locator("button[data-action=status][data-tenant=a11y-e2e]")
+    assert toggle.get_attribute("aria-label") == "Disable a11y-e2e"
+    keys = page.locator("button[data-action=keys][data-tenant=a11y-e2e]")
+    assert keys.get_attribute("aria-label") == "Keys of a11y-e2e"
+    keys.click()
+    page.locator("#ad-keys").wait_for()
+    assert keys.get_attribute("aria-label") == "Hide keys of a11y-e2e"
+    page.fill("#ad-key-name", "second")
+    page.press("#ad-key-name", "Enter")
+    page.wait_for_function("() => document.querySelectorAll('#ad-keys tbody tr').length === 2")
+    assert page.evaluate(ACTIVE_JS) == "ad-new-key"
+    revokes = page.locator("#ad-keys button[data-action=revoke]")
+    for key_id in revokes.evaluate_all("(buttons) => buttons.map((b) => b.dataset.key)"):
+        button = page.locator(f'#ad-keys button[data-key="{key_id}"]')
+        assert button.get_attribute("aria-label") == f"Revoke key {key_id}"
+    revokes.first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#ad-keys .badge.disabled")
+    assert page.evaluate(ACTIVE_JS) == "revoke"  # the next key's Revoke
+    page.locator("#ad-keys button[data-action=revoke]").first.click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#ad-keys .badge.disabled').length == 2"
+    )
+    assert page.evaluate(ACTIVE_JS) == "ad-keys-title"
+
+    page.click("#nav a[data-view=playground]")
+    _run(console, TEXTS[:1])
+    names = page.locator("#pg-output button[data-action=copy]").evaluate_all(
+        "(buttons) => buttons.map((b) => b.getAttribute('aria-label'))"
+    )
+    assert names == ["Copy curl", "Copy Python"]

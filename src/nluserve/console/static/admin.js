@@ -161,7 +161,10 @@ async function createTenant(form) {
     revealed = { name: data.tenant.name, key: data.api_key };
     form.reset();
     await load(epoch);
-    if (epoch === session.epoch()) flash(t('ad.createdTenant', { name: data.tenant.name }));
+    if (epoch === session.epoch()) {
+      flash(t('ad.createdTenant', { name: data.tenant.name }));
+      focusNewKey();
+    }
   } catch (err) {
     if (!superseded(err)) flash(describe(err), 'error');
   }
@@ -173,7 +176,7 @@ async function createKey(tenant, form) {
   try {
     const { data } = await call('POST', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys`, { body: { name }, epoch });
     revealed = { name: tenant.name, key: data.api_key };
-    await loadKeys(tenant.id, true, epoch);
+    if (await loadKeys(tenant.id, true, epoch)) focusNewKey();
   } catch (err) {
     if (!superseded(err)) flash(describe(err), 'error');
   }
@@ -187,10 +190,24 @@ async function revokeKey(tenant, key) {
   const epoch = session.epoch();
   try {
     await call('DELETE', `/admin/tenants/${encodeURIComponent(tenant.id)}/keys/${encodeURIComponent(key.id)}`, { epoch });
-    if (await loadKeys(tenant.id, true, epoch)) flash(t('ad.keyRevoked', { id: key.id }));
+    if (await loadKeys(tenant.id, true, epoch)) {
+      flash(t('ad.keyRevoked', { id: key.id }));
+      // The Revoke button became a badge: focus the next key's Revoke, else the panel heading.
+      const panel = root.querySelector('#ad-keys');
+      const next = panel?.querySelector('button[data-action=revoke]') ?? panel?.querySelector('#ad-keys-title');
+      next?.focus();
+    }
   } catch (err) {
     if (!superseded(err)) flash(describe(err), 'error');
   }
+}
+
+/** After a key is made, focus (and select) the box that shows it once, ready for Ctrl+C. */
+function focusNewKey() {
+  const input = root.querySelector('#ad-new-key');
+  if (!input) return;
+  input.focus();
+  input.select();
 }
 
 function when(value) {
@@ -210,20 +227,33 @@ function revealedBox() {
     { class: 'card reveal', role: 'region', 'aria-labelledby': 'ad-new-key-label' },
     h('p', { id: 'ad-new-key-label' }, h('strong', {}, t('ad.newKey', { name: revealed.name }))),
     h('label', { for: 'ad-new-key', class: 'visually-hidden' }, t('ad.newKeyLabel')),
-    h('div', { class: 'inline' }, input, copyButton(() => input.value, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual') }, input), dismiss),
+    h('div', { class: 'inline' }, input, copyButton(() => input.value, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual'), name: t('copy.of', { what: t('ad.newKeyLabel') }) }, input), dismiss),
   );
 }
 
 function tenantRow(tenant, today) {
   const toggle = h(
     'button',
-    { type: 'button', class: 'secondary small', 'data-action': 'status', 'data-tenant': tenant.name },
+    {
+      type: 'button',
+      class: 'secondary small',
+      'data-action': 'status',
+      'data-tenant': tenant.name,
+      'aria-label': t(tenant.status === 'active' ? 'ad.disableOf' : 'ad.enableOf', { name: tenant.name }),
+    },
     tenant.status === 'active' ? t('ad.disable') : t('ad.enable'),
   );
   toggle.addEventListener('click', () => setStatus(tenant, tenant.status === 'active' ? 'disabled' : 'active'));
   const showKeys = h(
     'button',
-    { type: 'button', class: 'secondary small', 'data-action': 'keys', 'data-tenant': tenant.name, 'aria-expanded': String(openKeys === tenant.id) },
+    {
+      type: 'button',
+      class: 'secondary small',
+      'data-action': 'keys',
+      'data-tenant': tenant.name,
+      'aria-expanded': String(openKeys === tenant.id),
+      'aria-label': t(openKeys === tenant.id ? 'ad.hideKeysOf' : 'ad.keysOf', { name: tenant.name }),
+    },
     openKeys === tenant.id ? t('ad.hideKeys') : t('ad.keys'),
   );
   showKeys.addEventListener('click', () => {
@@ -257,7 +287,11 @@ function keysPanel(tenant) {
   });
   const own = session.keyId();
   const rows = keys.map((key) => {
-    const revoke = h('button', { type: 'button', class: 'danger small', 'data-action': 'revoke', 'data-key': key.id }, t('ad.revoke'));
+    const revoke = h(
+      'button',
+      { type: 'button', class: 'danger small', 'data-action': 'revoke', 'data-key': key.id, 'aria-label': t('ad.revokeKey', { id: key.id }) },
+      t('ad.revoke'),
+    );
     revoke.addEventListener('click', () => revokeKey(tenant, key));
     return [
       h(
@@ -276,7 +310,7 @@ function keysPanel(tenant) {
   return h(
     'section',
     { class: 'card', id: 'ad-keys', 'aria-labelledby': 'ad-keys-title' },
-    h('h3', { id: 'ad-keys-title' }, t('ad.keysOf', { name: tenant.name })),
+    h('h3', { id: 'ad-keys-title', tabindex: '-1' }, t('ad.keysOf', { name: tenant.name })),
     rows.length
       ? table([t('col.keyId'), t('col.name'), t('col.created'), t('col.lastUsed'), t('col.expires'), t('col.actions')], rows)
       : h('p', { class: 'muted' }, t('ad.nokeys')),
@@ -295,7 +329,7 @@ function createForm() {
       h('div', { class: 'field' }, h('label', { for: 'ad-name' }, t('ad.name')), h('input', { id: 'ad-name', name: 'name', type: 'text', required: true, maxlength: 100, pattern: '[\\w.\\-]+', autocomplete: 'off' })),
       h('div', { class: 'field' }, h('label', { for: 'ad-quota' }, t('ad.quotaOpt')), h('input', { id: 'ad-quota', name: 'quota', type: 'number', min: 0, step: 1, inputmode: 'numeric', 'aria-describedby': 'ad-message' })),
     ),
-    h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('ad.createBtn'))),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'ad-create-submit' }, t('ad.createBtn'))),
   );
   form.addEventListener('submit', (event) => {
     event.preventDefault();

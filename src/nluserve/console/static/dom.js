@@ -87,7 +87,9 @@ function selectText(target) {
  * it never says "Copied" when nothing was copied.
  */
 export function copyButton(getText, labels, target) {
-  const button = h('button', { type: 'button', class: 'secondary small', 'data-action': 'copy' }, labels.copy);
+  // labels.name: the accessible name, which says what is copied ("Copy curl"), since a page can
+  // have several Copy buttons.
+  const button = h('button', { type: 'button', class: 'secondary small', 'data-action': 'copy', 'aria-label': labels.name }, labels.copy);
   let hint = null;
   button.addEventListener('click', async () => {
     let copied = false;

@@ -318,7 +318,7 @@ function snippetBlock(id, title, code) {
   return h(
     'div',
     { class: 'snippet' },
-    h('div', { class: 'snippet-head' }, h('h4', {}, title), copyButton(() => code, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual') }, pre)),
+    h('div', { class: 'snippet-head' }, h('h4', {}, title), copyButton(() => code, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual'), name: t('copy.of', { what: title }) }, pre)),
     pre,
   );
 }

@@ -536,3 +536,25 @@ def test_repeated_buttons_name_their_tenant_or_key_and_focus_is_never_lost(
         "(buttons) => buttons.map((b) => b.getAttribute('aria-label'))"
     )
     assert names == ["Copy curl", "Copy Python"]
+
+
+def test_admin_marks_times_as_utc_expired_keys_as_expired_and_shows_slow_rates(
+    server: Server, console_factory: Make
+) -> None:
+    server.tenant("slow-e2e", "--rate", "0.01")
+    server.cli("key", "create", "slow-e2e", "--name", "short", "--expires-days", "0.00002")
+    time.sleep(2)  # about 1.7 s: the key has expired
+    console = console_factory()
+    page = console.page
+    console.login(server.admin_key, "admin")
+    row = page.locator("#ad-tenants tr", has=page.locator("[data-tenant-name=slow-e2e]"))
+    row.wait_for()
+    assert "0.01/s" in row.inner_text()
+    page.click("button[data-action=keys][data-tenant=slow-e2e]")
+    short = page.locator("#ad-keys tbody tr", has_text="short")
+    short.wait_for()
+    assert short.locator("[data-expired]").inner_text() == "expired"
+    assert short.locator("button[data-action=revoke]").count() == 0
+    cells = short.locator("td").all_inner_texts()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", cells[2]), cells
+    assert cells[4].endswith(" UTC"), cells

@@ -6,7 +6,7 @@ import { call, session, superseded } from './api.js';
 import { barChart, lastDays, seriesOf } from './chart.js';
 import { alert, announce, copyButton, fillWith, h, table } from './dom.js';
 import { describe } from './errors.js';
-import { num, t } from './i18n.js';
+import { lang, num, t } from './i18n.js';
 
 const CHART_DAYS = 14;
 
@@ -210,8 +210,16 @@ function focusNewKey() {
   input.select();
 }
 
+/** An API time as "2026-11-24 14:16:27 UTC": the API sends UTC, and the page says so. */
 function when(value) {
-  return value ? value.replace('T', ' ').slice(0, 19) : '';
+  if (!value) return '';
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return value;
+  return `${date.toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+}
+
+function expired(key) {
+  return !key.revoked_at && Boolean(key.expires_at) && Date.parse(key.expires_at) <= Date.now();
 }
 
 function revealedBox() {
@@ -229,6 +237,11 @@ function revealedBox() {
     h('label', { for: 'ad-new-key', class: 'visually-hidden' }, t('ad.newKeyLabel')),
     h('div', { class: 'inline' }, input, copyButton(() => input.value, { copy: t('copy'), copied: t('copied'), manual: t('copy.manual'), name: t('copy.of', { what: t('ad.newKeyLabel') }) }, input), dismiss),
   );
+}
+
+/** A rate per second with 3 significant digits: 0.01/s stays 0.01/s, never "0.0/s". */
+function rate(value) {
+  return new Intl.NumberFormat(lang() === 'zh' ? 'zh-CN' : 'en', { maximumSignificantDigits: 3 }).format(value);
 }
 
 function tenantRow(tenant, today) {
@@ -267,7 +280,7 @@ function tenantRow(tenant, today) {
     h('span', { class: `badge ${tenant.status}`, 'data-status': tenant.status }, statusName(tenant.status)),
     tenant.admin ? t('role.admin') : t('role.tenant'),
     num(tenant.quota_daily),
-    t('rate.value', { rate: num(tenant.rate_per_s, 1), burst: num(tenant.burst) }),
+    t('rate.value', { rate: rate(tenant.rate_per_s), burst: num(tenant.burst) }),
     num(today.get(tenant.id) ?? 0),
     h('span', { class: 'inline' }, toggle, showKeys),
   ];
@@ -304,7 +317,11 @@ function keysPanel(tenant) {
       when(key.created_at),
       key.last_used_at ? when(key.last_used_at) : t('ad.never'),
       when(key.expires_at),
-      key.revoked_at ? h('span', { class: 'badge disabled' }, `${t('ad.revoked')} ${when(key.revoked_at)}`) : revoke,
+      key.revoked_at
+        ? h('span', { class: 'badge disabled' }, `${t('ad.revoked')} ${when(key.revoked_at)}`)
+        : expired(key)
+          ? h('span', { class: 'badge disabled', 'data-expired': '' }, t('ad.expired'))
+          : revoke,
     ];
   });
   return h(

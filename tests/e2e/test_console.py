@@ -558,3 +558,15 @@ def test_admin_marks_times_as_utc_expired_keys_as_expired_and_shows_slow_rates(
     cells = short.locator("td").all_inner_texts()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", cells[2]), cells
     assert cells[4].endswith(" UTC"), cells
+
+
+def test_chinese_quota_reset_time_uses_chinese_units(server: Server, console_factory: Make) -> None:
+    key = server.tenant("units-e2e")
+    assert server.api("POST", "/v1/models/general/predict", key, json={"text": TEXTS[0]}).is_success
+    console = console_factory(locale="zh-CN")
+    page = console.page
+    console.login(key, "usage")
+    reset = page.locator("#us-body .quota p", has_text="重置")
+    reset.wait_for()
+    text = reset.inner_text()
+    assert re.fullmatch(r"(\d+ 小时 )?\d+ 分钟后重置。", text), text

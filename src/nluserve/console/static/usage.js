@@ -95,7 +95,7 @@ async function load() {
 function duration(seconds) {
   const hours = Math.floor(seconds / 3600);
   const minutes = Math.floor((seconds % 3600) / 60);
-  return hours ? `${hours} h ${minutes} min` : `${minutes} min`;
+  return hours ? t('dur.hm', { h: hours, m: minutes }) : t('dur.m', { m: minutes });
 }
 
 function quotaCard(rows, today) {

@@ -570,3 +570,19 @@ def test_chinese_quota_reset_time_uses_chinese_units(server: Server, console_fac
     reset.wait_for()
     text = reset.inner_text()
     assert re.fullmatch(r"(\d+ 小时 )?\d+ 分钟后重置。", text), text
+
+
+def test_usage_errors_heading_says_only_admitted_calls_are_counted(
+    server: Server, console_factory: Make
+) -> None:
+    key = server.tenant("refused-e2e")
+    refused = server.api("POST", "/v1/models/general/predict", key, json={"text": ""})
+    assert refused.status_code == 422  # refused before admission: not audited
+    console = console_factory()
+    page = console.page
+    console.login(key, "usage")
+    page.locator("#us-errors-title").wait_for()
+    assert "admitted" in page.inner_text("#us-errors-title")
+    assert "400 or above" not in page.inner_text("#us-errors-title")
+    note = page.inner_text("#us-errors-note")
+    assert "422" in note and "429" in note

@@ -90,7 +90,10 @@ const MESSAGES = {
     'us.calls': 'Calls per day, by model',
     'us.chars': 'Characters per day, by model',
     'us.byModel': 'Totals by model',
-    'us.errors': 'Recent errors (calls answered with status 400 or above)',
+    'us.errors': 'Errors among admitted calls (timeouts, overload, disconnects)',
+    'us.errorsNote':
+      'Only calls that were admitted are recorded: a call refused before admission (401, 403, 413, 422, 429) ' +
+      'is not counted here or in the charts.',
     'us.noerrors': 'No errors in this period.',
     'us.empty': 'No calls in this period yet.',
     'ad.title': 'Admin',
@@ -236,7 +239,8 @@ const MESSAGES = {
     'us.calls': '每日调用次数（按模型）',
     'us.chars': '每日字符数（按模型）',
     'us.byModel': '按模型汇总',
-    'us.errors': '近期错误（状态码 400 及以上的调用）',
+    'us.errors': '已受理调用中的错误（超时、过载、断开连接）',
+    'us.errorsNote': '只记录已受理的调用：在受理前被拒绝的调用（401、403、413、422、429）不计入此处，也不计入图表。',
     'us.noerrors': '此期间没有错误。',
     'us.empty': '此期间暂无调用。',
     'ad.title': '管理',

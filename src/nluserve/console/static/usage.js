@@ -152,7 +152,8 @@ function render() {
       [...totals.entries()].map(([model, acc]) => [model, num(acc.calls), num(acc.texts), num(acc.chars), num(acc.errors)]),
       { id: 'us-models' },
     ),
-    h('h2', {}, t('us.errors')),
+    h('h2', { id: 'us-errors-title' }, t('us.errors')),
+    h('p', { class: 'muted', id: 'us-errors-note' }, t('us.errorsNote')),
     errors.length
       ? table(
           [t('col.day'), t('col.model'), t('col.errors'), t('col.status'), t('col.calls')],

@@ -586,3 +586,15 @@ def test_usage_errors_heading_says_only_admitted_calls_are_counted(
     assert "400 or above" not in page.inner_text("#us-errors-title")
     note = page.inner_text("#us-errors-note")
     assert "422" in note and "429" in note
+
+
+def test_skip_link_keeps_the_view_in_the_url(server: Server, console_factory: Make) -> None:
+    console = console_factory()
+    page = console.page
+    console.login(server.admin_key, "usage")
+    page.focus("a.skip")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.url.endswith("#/usage"), page.url
+    page.reload()
+    page.wait_for_selector("#view-usage:not([hidden]) h1")

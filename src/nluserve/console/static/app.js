@@ -108,6 +108,12 @@ async function start() {
   applyI18n();
   for (const [name, view] of Object.entries(VIEWS)) view.init($(`view-${name}`));
   $('login-form').addEventListener('submit', login);
+  // The skip link moves focus without following href="#main": the URL keeps the view's route,
+  // so a reload, a bookmark or Back still opens the same view.
+  document.querySelector('a.skip').addEventListener('click', (event) => {
+    event.preventDefault();
+    $('main').focus();
+  });
   $('logout').addEventListener('click', () => {
     session.clear();
     showLogin(t('login.loggedOut'));

@@ -598,3 +598,15 @@ def test_skip_link_keeps_the_view_in_the_url(server: Server, console_factory: Ma
     assert page.url.endswith("#/usage"), page.url
     page.reload()
     page.wait_for_selector("#view-usage:not([hidden]) h1")
+
+
+def test_chart_tick_labels_are_readable(server: Server, console_factory: Make) -> None:
+    console = console_factory()
+    page = console.page
+    console.login(server.admin_key, "usage")
+    page.locator("[data-chart=calls] svg .tick").first.wait_for()
+    heights = page.eval_on_selector_all(
+        "[data-chart] svg .tick", "(ticks) => ticks.map((t) => t.getBoundingClientRect().height)"
+    )
+    # Line boxes: about 10 px (7.5 px text) before, 18 px (13.5 px text) now at 1280 px.
+    assert heights and min(heights) >= 15, heights

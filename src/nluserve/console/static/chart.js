@@ -6,7 +6,9 @@ import { num, t } from './i18n.js';
 
 const WIDTH = 640;
 const HEIGHT = 240;
-const PAD = { left: 52, right: 12, top: 12, bottom: 34 };
+// Tick labels are 20 units in a 640-unit-wide viewBox (console.css), so they stay readable when
+// the chart is scaled down to its column or to a phone; hence the wide left and bottom margins.
+const PAD = { left: 76, right: 12, top: 14, bottom: 40 };
 const SERIES_COLOURS = 10;
 
 let chartIds = 0;
@@ -69,10 +71,10 @@ export function barChart({ id, title, days, series }) {
     const value = (top * k) / intervals;
     grid.push(
       s('line', { class: 'grid', x1: PAD.left, x2: WIDTH - PAD.right, y1: y(value), y2: y(value) }),
-      s('text', { class: 'tick', x: PAD.left - 6, y: y(value) + 4, 'text-anchor': 'end' }, num(value, value % 1 ? 1 : 0)),
+      s('text', { class: 'tick', x: PAD.left - 8, y: y(value) + 7, 'text-anchor': 'end' }, num(value, value % 1 ? 1 : 0)),
     );
   }
-  const every = Math.ceil(days.length / 10);
+  const every = Math.ceil(days.length / 7); // at most 7 or 8 day labels: they must not overlap
   const bars = [];
   days.forEach((day, i) => {
     const x = PAD.left + i * step + (step - barW) / 2;
@@ -99,7 +101,7 @@ export function barChart({ id, title, days, series }) {
     });
     if (i % every === 0 || i === days.length - 1) {
       bars.push(
-        s('text', { class: 'tick', x: x + barW / 2, y: HEIGHT - PAD.bottom + 16, 'text-anchor': 'middle' }, day.slice(5)),
+        s('text', { class: 'tick', x: x + barW / 2, y: HEIGHT - PAD.bottom + 24, 'text-anchor': 'middle' }, day.slice(5)),
       );
     }
   });

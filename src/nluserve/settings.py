@@ -194,11 +194,22 @@ class Settings(BaseSettings):
         """
         return self.device == "cpu" or self.use_inference_process()
 
+    def thread_budget(self) -> int:
+        """Graphs running at once on this machine, all processes together (<= the cores)."""
+        per_worker = self.inference_threads or max(1, usable_cores() // self.workers)
+        return per_worker * self.workers
+
     def threads_per_process(self) -> int:
-        """Inference threads in each worker so that workers x threads <= cores."""
-        if self.inference_threads:
-            return self.inference_threads
-        return max(1, usable_cores() // self.workers)
+        """Batch runner threads in each worker.
+
+        In-process, workers x threads <= cores. With the inference process, which admits
+        ``thread_budget()`` runs at a time from all workers in arrival order, each worker may
+        have the whole budget in flight: a worker whose clients are busy uses every core while
+        the others idle, instead of its share (keep-alive pins clients to one worker).
+        """
+        if self.use_inference_process():
+            return self.thread_budget()
+        return self.thread_budget() // self.workers
 
 
 def ensure_data_dir(settings: Settings) -> Path:

@@ -12,6 +12,7 @@ It exits when stdin closes, so it never outlives the server that started it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -53,9 +54,17 @@ def load_backends(models: list[str], device: str, threads: int) -> dict[str, Onn
 
 
 def serve_connection(
-    conn: Connection, backends: dict[str, OnnxBackend], observe: RunObserver = _ignore
+    conn: Connection,
+    backends: dict[str, OnnxBackend],
+    observe: RunObserver = _ignore,
+    slots: threading.Semaphore | None = None,
 ) -> None:
-    """Answer one worker thread's requests, in order, until it hangs up."""
+    """Answer one worker thread's requests, in order, until it hangs up.
+
+    ``slots`` bounds the graphs running at once over all connections. A
+    ``threading.Semaphore`` wakes its waiters in about the order they came, so the machine's
+    cores serve one queue of every worker's batches rather than one queue per worker.
+    """
     with conn:
         while True:
             try:
@@ -68,13 +77,14 @@ def serve_connection(
                     reply = pack({"ok": True, "models": sorted(backends)})
                 else:
                     backend = backends[header["model"]]
-                    started = time.perf_counter()
-                    try:
-                        output = backend.run(feeds)
-                    except Exception:
-                        observe(header["model"], time.perf_counter() - started, False)
-                        raise
-                    observe(header["model"], time.perf_counter() - started, True)
+                    with slots or contextlib.nullcontext():
+                        started = time.perf_counter()
+                        try:
+                            output = backend.run(feeds)
+                        except Exception:
+                            observe(header["model"], time.perf_counter() - started, False)
+                            raise
+                        observe(header["model"], time.perf_counter() - started, True)
                     reply = pack({"ok": True}, {"output": output})
             except Exception as exc:  # the worker raises it for its callers; we keep serving
                 reply = pack({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -108,6 +118,7 @@ def main() -> None:
         log.error("inference process: %s", exc)
         sys.exit(1)
     observe = _metrics_observer()
+    slots = threading.Semaphore(max(1, int(config.get("slots", 1))))
     address = config["address"]
     Path(address).unlink(missing_ok=True)  # left by a predecessor that was killed
     listener = Listener(address, family="AF_UNIX", authkey=bytes.fromhex(config["authkey"]))
@@ -121,7 +132,7 @@ def main() -> None:
                 log.warning("inference process: refused a connection (%s)", type(exc).__name__)
                 continue
             threading.Thread(
-                target=serve_connection, args=(conn, backends, observe), daemon=True
+                target=serve_connection, args=(conn, backends, observe, slots), daemon=True
             ).start()
 
     threading.Thread(target=accept, daemon=True, name="accept").start()

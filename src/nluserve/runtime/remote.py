@@ -121,12 +121,14 @@ class InferenceHost:
         models: list[str],
         device: str,
         threads: int,
+        slots: int = 1,
         startup_timeout_s: float = 600.0,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.models = models
         self.device = device
         self.threads = threads
+        self.slots = slots  # graphs run at once, over all workers' connections
         self.startup_timeout_s = startup_timeout_s
         self.dir = tempfile.mkdtemp(prefix="nluserve-inference-")
         self.address = os.path.join(self.dir, "socket")
@@ -175,6 +177,7 @@ class InferenceHost:
             "models": self.models,
             "device": self.device,
             "threads": self.threads,
+            "slots": self.slots,
             "address": self.address,
             "authkey": self.authkey.hex(),
         }

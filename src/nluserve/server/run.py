@@ -35,7 +35,11 @@ def serve(settings: Settings) -> None:
 
         # Before the app is built: the workers' models connect to it (see runtime/host.py).
         host = InferenceHost(
-            settings.models, settings.device, threads=1, on_restart=metrics.INFERENCE_RESTARTS.inc
+            settings.models,
+            settings.device,
+            threads=1,
+            slots=settings.thread_budget(),
+            on_restart=metrics.INFERENCE_RESTARTS.inc,
         ).start()
     try:
         _serve(settings)

@@ -1,0 +1,100 @@
+"""The inference process runs at most the thread budget's graphs at once, over all workers.
+
+Each worker may have the whole budget in flight (so a busy worker can use every core while the
+others idle); the process is where the cores' one queue is kept. The graph here is the bundled
+sentiment model's real session, wrapped to count how many runs overlap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nluserve import load_model
+from nluserve.runtime.host import serve_connection
+from nluserve.runtime.wire import pack, unpack
+from nluserve.settings import Settings
+
+
+class _Overlap:
+    """A real backend that records the most runs in progress at one time."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.running = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.02)  # long enough for the other callers' runs to arrive meanwhile
+            return np.asarray(self.backend.run(feeds))
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def _callers(slots: threading.Semaphore | None, connections: int = 6) -> int:
+    model = load_model("sentiment", threads=1)
+    feeds = model.encoder(["房间很干净，服务也好。"])
+    graph = _Overlap(model.backend)
+    ends: list[Connection] = []
+    servers = []
+    for _ in range(connections):
+        mine, theirs = Pipe()
+        ends.append(mine)
+        server = threading.Thread(
+            target=serve_connection,
+            args=(theirs, {"sentiment": graph}),
+            kwargs={"slots": slots},
+            daemon=True,
+        )
+        server.start()
+        servers.append(server)
+
+    def call(conn: Connection) -> None:
+        for _ in range(5):
+            conn.send_bytes(pack({"op": "run", "model": "sentiment"}, feeds))
+            header, arrays = unpack(conn.recv_bytes())
+            assert header["ok"] and arrays["output"].shape[0] == 1
+
+    callers = [threading.Thread(target=call, args=(conn,)) for conn in ends]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    for conn in ends:
+        conn.close()
+    for server in servers:
+        server.join(5)
+    return graph.most
+
+
+def test_runs_over_all_connections_never_exceed_the_slots() -> None:
+    assert _callers(threading.Semaphore(2)) == 2
+
+
+def test_without_slots_every_connection_runs_at_once() -> None:
+    # What the slots prevent: six workers' runner threads on two cores at once.
+    assert _callers(None) > 2
+
+
+@pytest.mark.parametrize(("workers", "threads", "budget"), [(2, 0, 2), (4, 0, 4), (2, 3, 6)])
+def test_with_the_inference_process_each_worker_may_use_the_whole_budget(
+    monkeypatch: pytest.MonkeyPatch, workers: int, threads: int, budget: int
+) -> None:
+    monkeypatch.setattr("nluserve.settings.usable_cores", lambda: 2)
+    local = Settings(workers=workers, inference_threads=threads, inference_process="off")
+    remote = Settings(workers=workers, inference_threads=threads, inference_process="on")
+    assert local.thread_budget() == remote.thread_budget() == budget
+    assert local.threads_per_process() * workers == budget  # in-process: a share each
+    assert remote.threads_per_process() == budget  # the process admits `budget` in all

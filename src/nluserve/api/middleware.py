@@ -302,7 +302,16 @@ def _route(scope: Scope) -> str:
     """The route template (bounded label cardinality), not the raw path."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    # Starlette's own routes (FastAPI's /docs, /openapi.json) name their endpoint, not
+    # themselves, in the scope.
+    endpoint = scope.get("endpoint")
+    if endpoint is not None:
+        for candidate in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
+            if getattr(candidate, "endpoint", None) is endpoint:
+                return str(candidate.path)
+    return "unmatched"
 
 
 def _client(scope: Scope) -> str | None:

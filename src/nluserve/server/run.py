@@ -53,6 +53,7 @@ def _serve(settings: Settings) -> None:
         import uvicorn
 
         from nluserve.api.app import create_app
+        from nluserve.server.protocol import http_protocol
 
         uvicorn.run(
             create_app(settings),
@@ -62,6 +63,7 @@ def _serve(settings: Settings) -> None:
             access_log=False,
             timeout_graceful_shutdown=int(settings.graceful_timeout_s),
             timeout_keep_alive=KEEPALIVE_S,
+            http=http_protocol(),
             forwarded_allow_ips=",".join(settings.trusted_proxies),
             proxy_headers=True,
         )

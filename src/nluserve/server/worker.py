@@ -5,12 +5,14 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+from typing import Any, ClassVar
 
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from nluserve.api.middleware import KeepAliveLimit
+from nluserve.server.protocol import http_protocol
 from nluserve.settings import Settings
 
 
@@ -28,6 +30,11 @@ class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
     nobody accepting. The first takes an exclusive lock on a file in the data directory and
     holds it until it exits (the kernel drops it with the process); the others wait for it.
     """
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "http": http_protocol(),
+    }
 
     def init_process(self) -> None:
         # After the fork: this worker's own limit, drawn by gunicorn with its jitter.

@@ -22,6 +22,11 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from tests.integration.serving.test_protocol import (
+    MALFORMED,
+    assert_malformed_problem,
+    raw_exchange,
+)
 from tests.support.server_process import Server, start_server, wait_ready
 from tests.support.serving import metric
 
@@ -115,6 +120,12 @@ def test_a_connection_is_closed_when_the_keepalive_limit_says_so(server: Server)
             assert conn.sock is None  # closed; http.client reconnects for the next call
     finally:
         conn.close()
+
+
+def test_gunicorn_workers_answer_bytes_that_are_not_http_with_a_problem(server: Server) -> None:
+    # The uvicorn workers get nluserve's protocol class from gunicorn's worker class.
+    for data in MALFORMED:
+        assert_malformed_problem(raw_exchange(server.url, data))
 
 
 def test_recycled_workers_exit_cleanly_and_are_replaced(server: Server) -> None:

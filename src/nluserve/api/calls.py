@@ -199,7 +199,7 @@ async def _admit(request: Request, gate: Gate, principal: Principal, policy: Pol
             policy=exc.decision.violated,
         ) from exc
     except QuotaUnavailable as exc:
-        metrics.QUOTA_STORE_ERRORS.labels("redis").inc()
+        metrics.QUOTA_STORE_ERRORS.labels(exc.backend).inc()
         raise ProblemError(
             503,
             "quota-store-unavailable",

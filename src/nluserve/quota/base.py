@@ -38,7 +38,11 @@ class Decision:
 
 
 class QuotaUnavailable(NluserveError):
-    """The quota store cannot be reached and the policy is to fail closed."""
+    """The quota store cannot be reached or cannot decide, and the policy is to fail closed."""
+
+    def __init__(self, message: str, backend: str) -> None:
+        super().__init__(message)
+        self.backend = backend  # "sqlite" | "redis": the metrics label
 
 
 class QuotaStore(Protocol):

@@ -129,7 +129,9 @@ class RedisQuotaStore:
             if self.fail_open:  # nothing counted: Gate.give_back never gives this one back
                 day = utc_day(time.time())
                 return Decision(True, None, 0, float(policy.burst), day, degraded=True)
-            raise QuotaUnavailable(f"quota store unreachable ({type(exc).__name__})") from exc
+            raise QuotaUnavailable(
+                f"quota store unreachable ({type(exc).__name__})", "redis"
+            ) from exc
         tokens, now = float(tokens_s), float(now_s)
         day = day_s.decode()  # the day whose key the script read (and counted into)
         if violated == 1:

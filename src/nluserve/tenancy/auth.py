@@ -24,6 +24,10 @@ from nluserve.tenancy.values import KeyRecord, Tenant
 log = logging.getLogger(__name__)
 # How long cached credentials may stand in for an unreachable database.
 STALE_MAX_S = 300.0
+# The one answer to an API key whose id is unknown or whose secret is wrong.
+UNKNOWN_KEY = "unknown API key"
+# What an unknown key id's key is compared with: a hex SHA-256 digest no key has.
+_NO_DIGEST = "0" * 64
 
 
 class AuthError(NluserveError):
@@ -46,6 +50,13 @@ class Principal:
             return base
         narrowed = frozenset(self.token_scopes)
         return narrowed if base is None else base & narrowed
+
+
+def _check_status(record: KeyRecord) -> None:
+    if record.revoked_at is not None:
+        raise AuthError("API key revoked")
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise AuthError("API key expired")
 
 
 V = TypeVar("V")
@@ -139,13 +150,12 @@ class Authenticator:
         return await self._cached(self._keys, key_id, self.repo.key)
 
     async def _usable_key(self, key_id: str) -> KeyRecord:
+        """The key behind a verified token: the token proves the key was held, so its holder
+        may learn that the key was revoked or has expired."""
         record = await self._key(key_id)
         if record is None:
-            raise AuthError("unknown API key")
-        if record.revoked_at is not None:
-            raise AuthError("API key revoked")
-        if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
-            raise AuthError("API key expired")
+            raise AuthError(UNKNOWN_KEY)
+        _check_status(record)
         return record
 
     async def _active_tenant(self, tenant_id: str) -> Tenant:
@@ -160,9 +170,14 @@ class Authenticator:
         key_id = keyfmt.parse(key)
         if key_id is None:  # mistyped or forged: rejected before any lookup
             raise AuthError("malformed API key")
-        record = await self._usable_key(key_id)
-        if not keyfmt.matches(key, record.digest, self.pepper):
-            raise AuthError("unknown API key")
+        record = await self._key(key_id)
+        # The secret is checked first, for an unknown id too (against a stand-in digest): key ids
+        # are not secret (admin listings, redacted keys), and one alone must not tell, by the
+        # answer or by its time, whether a key exists, is revoked or has expired.
+        genuine = keyfmt.matches(key, record.digest if record else _NO_DIGEST, self.pepper)
+        if record is None or not genuine:
+            raise AuthError(UNKNOWN_KEY)
+        _check_status(record)
         tenant = await self._active_tenant(record.tenant_id)
         self._used[key_id] = datetime.now(UTC)
         return Principal(tenant, key_id)

@@ -187,6 +187,65 @@ def test_a_revoked_key_is_refused_within_the_cache_time(stack: Stack) -> None:
     asyncio.run(scenario())
 
 
+def _same_id_other_secret(key: str) -> str:
+    """A well-formed key (valid checksum) with ``key``'s id and a made-up secret."""
+    key_id = keyfmt.parse(key)
+    body = f"nlu_{key_id}_{'x' * keyfmt.SECRET_LEN}"
+    return body + keyfmt._checksum(body)
+
+
+def test_only_the_right_secret_learns_that_a_key_is_revoked_or_expired(stack: Stack) -> None:
+    # Key ids are not secret (admin listings, redacted keys): an id alone must not tell whether
+    # its key exists, was revoked or has expired.
+    tenant, _ = stack.tenant("acme")
+    revoked = stack.tenancy.create_key(tenant.id, "old")
+    stack.tenancy.revoke_key(revoked.record.id, tenant.id)
+    expired = stack.tenancy.create_key(tenant.id, "short", expires_days=1e-7).api_key  # ~9 ms
+    body = f"nlu_{'Q' * keyfmt.KEY_ID_LEN}_{'x' * keyfmt.SECRET_LEN}"
+    unknown = body + keyfmt._checksum(body)  # an id no key has
+    time.sleep(0.05)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            for guess in (_same_id_other_secret(revoked.api_key), _same_id_other_secret(expired)):
+                r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(guess))
+                assert assert_problem(r, 401, "unauthorized")["detail"] == "unknown API key"
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(unknown))
+            assert assert_problem(r, 401, "unauthorized")["detail"] == "unknown API key"
+            # the holder of the key is told why it no longer works
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(revoked.api_key))
+            assert assert_problem(r, 401)["detail"] == "API key revoked"
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(expired))
+            assert assert_problem(r, 401)["detail"] == "API key expired"
+
+    asyncio.run(scenario())
+
+
+def test_an_unknown_key_id_costs_the_same_hmac_as_a_known_one(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were the HMAC skipped for an unknown id, the answer's time would tell ids apart.
+    stack.tenant("acme")
+    body = f"nlu_{'Q' * keyfmt.KEY_ID_LEN}_{'x' * keyfmt.SECRET_LEN}"
+    unknown = body + keyfmt._checksum(body)
+    digests: list[str] = []
+    real = keyfmt.digest
+
+    def spy(key: str, pepper: bytes) -> str:
+        digests.append(key)
+        return real(key, pepper)
+
+    monkeypatch.setattr(keyfmt, "digest", spy)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(unknown))
+            assert assert_problem(r, 401)["detail"] == "unknown API key"
+
+    asyncio.run(scenario())
+    assert digests == [unknown]
+
+
 def test_last_used_is_recorded_within_seconds(stack: Stack) -> None:
     _, key = stack.tenant("acme")
     key_id = keyfmt.parse(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,27 +64,52 @@ V = TypeVar("V")
 
 
 class _Ttl(Generic[V]):
-    def __init__(self, ttl: float) -> None:
+    """Records by id for ``ttl`` seconds, and the ids found to have none.
+
+    Anyone can make up ids, so the misses are kept apart, in a bounded map that drops its
+    oldest first: a flood of made-up ids evicts other made-up ids, never a real key or tenant
+    (which would push every real caller to the database). Found records are bounded by the
+    database's rows; their bound is only a backstop."""
+
+    def __init__(self, ttl: float, max_found: int = 100_000, max_missing: int = 10_000) -> None:
         self.ttl = ttl
-        self.items: dict[str, tuple[float, V | None]] = {}
+        self.max_found = max_found
+        self.max_missing = max_missing
+        self.found: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self.missing: OrderedDict[str, float] = OrderedDict()
 
     def get(self, key: str) -> tuple[bool, V | None]:
-        hit = self.items.get(key)
-        if hit and time.monotonic() - hit[0] < self.ttl:
-            return True, hit[1]
-        return False, None
+        return self.stale(key, self.ttl)
 
     def stale(self, key: str, max_age: float) -> tuple[bool, V | None]:
         """A cached value however old (up to ``max_age``), for when the database is down."""
-        hit = self.items.get(key)
-        if hit and time.monotonic() - hit[0] < max_age:
+        now = time.monotonic()
+        hit = self.found.get(key)
+        if hit is not None and now - hit[0] < max_age:
             return True, hit[1]
+        missed_at = self.missing.get(key)
+        if missed_at is not None and now - missed_at < max_age:
+            return True, None
         return False, None
 
     def put(self, key: str, value: V | None) -> None:
-        if len(self.items) > 50_000:
-            self.items.clear()
-        self.items[key] = (time.monotonic(), value)
+        now = time.monotonic()
+        if value is None:
+            self.found.pop(key, None)  # deleted since
+            _put_bounded(self.missing, key, now, self.max_missing)
+        else:
+            self.missing.pop(key, None)
+            _put_bounded(self.found, key, (now, value), self.max_found)
+
+
+K = TypeVar("K")
+
+
+def _put_bounded(items: OrderedDict[str, K], key: str, value: K, bound: int) -> None:
+    items[key] = value
+    items.move_to_end(key)
+    while len(items) > bound:
+        items.popitem(last=False)
 
 
 class Authenticator:
@@ -168,7 +194,7 @@ class Authenticator:
 
     async def verify_api_key(self, key: str) -> Principal:
         key_id = keyfmt.parse(key)
-        if key_id is None:  # mistyped or forged: rejected before any lookup
+        if key_id is None:  # a typo: the checksum is over public data, so it stops no forgery
             raise AuthError("malformed API key")
         record = await self._key(key_id)
         # The secret is checked first, for an unknown id too (against a stand-in digest): key ids

@@ -1,7 +1,8 @@
 """API key format: ``nlu_<key id>_<secret><checksum>``, as GitHub tokens are built.
 
 - the prefix lets secret scanners recognise a leaked key;
-- the CRC32 checksum lets the server reject a mistyped or made-up key before any lookup;
+- the CRC32 checksum lets the server reject a mistyped key before any lookup. It detects typos
+  only: it is over the key's own characters, so anyone can give a made-up key a valid one;
 - the 30-character secret part carries 24 random base62 characters (> 142 bits, CSPRNG);
 - only HMAC-SHA256(pepper, key) is stored: keys have full entropy, so a slow password hash
   adds nothing, and the pepper keeps a stolen database from confirming guesses offline.

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from nluserve.db.repo import Repository
+from nluserve.errors import StoreUnavailableError
 from nluserve.tenancy import keys as keyfmt
+from nluserve.tenancy.auth import AuthError
 from nluserve.tenancy.values import KeyRecord
 from tests.integration.tenancy.harness import (
     CACHE_S,
@@ -244,6 +246,45 @@ def test_an_unknown_key_id_costs_the_same_hmac_as_a_known_one(
 
     asyncio.run(scenario())
     assert digests == [unknown]
+
+
+def _made_up(i: int) -> str:
+    """The ``i``-th well-formed key (valid checksum) whose id no key has."""
+    body = f"nlu_{i:0{keyfmt.KEY_ID_LEN}d}_{'x' * keyfmt.SECRET_LEN}"
+    return body + keyfmt._checksum(body)
+
+
+@pytest.mark.slow
+def test_a_flood_of_made_up_key_ids_evicts_no_real_key(tmp_path: Path) -> None:
+    # Anyone can make up well-formed keys by the thousand; each unknown id is cached as a miss.
+    # A real key cached before the flood must stay cached: here, the database then goes away
+    # and the real key still authenticates from the cache, as it does in any outage.
+    stack = build_stack(tenancy_settings(tmp_path / "data"))
+    _, key = stack.tenant("acme")
+    flood = 60_000  # more ids than the whole cache once held before it was emptied
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.get("/v1/models", headers=bearer(key))
+            assert r.status_code == 200, r.text
+            auth = stack.app.state.gate.auth
+            for i in range(flood):
+                with pytest.raises(AuthError, match="unknown API key"):
+                    await auth.authenticate("Bearer " + _made_up(i))
+            # The database goes away: new connections cannot open it.
+            database = stack.settings.data_dir / "nluserve.db"
+            stack.tenancy.repo.engine.dispose()
+            database.rename(database.with_name("moved.db"))
+            database.mkdir()
+            r = await client.get("/v1/models", headers=bearer(key))
+            assert r.status_code == 200, r.text
+            # The latest made-up ids are still known misses; the oldest ones were dropped.
+            with pytest.raises(AuthError, match="unknown API key"):
+                await auth.authenticate("Bearer " + _made_up(flood - 1))
+            with pytest.raises(StoreUnavailableError):
+                await auth.authenticate("Bearer " + _made_up(0))
+
+    asyncio.run(scenario())
 
 
 def test_last_used_is_recorded_within_seconds(stack: Stack) -> None:

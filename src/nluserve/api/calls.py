@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from fastapi import Request
 
-from nluserve.api.deps import Caller
+from nluserve.api.deps import Caller, quota_exceeded, quota_unavailable
 from nluserve.api.problems import ClientGone, ProblemError, from_service_error
 from nluserve.errors import NluserveError
 from nluserve.observability import metrics
@@ -184,29 +184,9 @@ async def _admit(request: Request, gate: Gate, principal: Principal, policy: Pol
     try:
         return await gate.admit(principal)
     except QuotaExceeded as exc:
-        headers = {
-            **ratelimit_headers(policy, exc.decision),
-            "Retry-After": str(exc.decision.retry_after),
-        }
-        request.scope["state"]["ratelimit_headers"] = headers
-        metrics.REJECTED.labels(f"quota-{exc.decision.violated}").inc()
-        raise ProblemError(
-            429,
-            "quota-exceeded",
-            "Too many requests",
-            str(exc),
-            headers=headers,
-            policy=exc.decision.violated,
-        ) from exc
+        raise quota_exceeded(request, policy, exc) from exc
     except QuotaUnavailable as exc:
-        metrics.QUOTA_STORE_ERRORS.labels(exc.backend).inc()
-        raise ProblemError(
-            503,
-            "quota-store-unavailable",
-            "Quota store unavailable",
-            str(exc),
-            headers={"Retry-After": "1"},
-        ) from exc
+        raise quota_unavailable(exc) from exc
 
 
 async def _queue(

@@ -13,11 +13,12 @@ from fastapi import Depends, Request
 
 from nluserve.api.problems import ProblemError
 from nluserve.errors import StoreUnavailableError
-from nluserve.quota.base import QuotaUnavailable
+from nluserve.observability import metrics
+from nluserve.quota.base import Policy, QuotaUnavailable
 from nluserve.services.inference import InferenceService
 from nluserve.settings import Settings
 from nluserve.tenancy.auth import AuthError, Principal, TenantDisabled
-from nluserve.tenancy.gate import Gate, policy_of, ratelimit_headers
+from nluserve.tenancy.gate import Gate, QuotaExceeded, policy_of, ratelimit_headers
 from nluserve.tenancy.service import TenancyService
 
 
@@ -49,11 +50,8 @@ async def get_inference(request: Request) -> InferenceService:
     return service
 
 
-async def get_caller(request: Request) -> Caller:
-    """Authenticate once per request (401/403 as problem+json); sets the RateLimit headers."""
-    gate: Gate | None = request.app.state.gate
-    if gate is None:
-        return ANONYMOUS
+async def _authenticate(request: Request, gate: Gate) -> Principal:
+    """The caller's principal, or the 401/403/503 problem that refuses it."""
     given = request.headers.get("authorization")
     try:
         principal = await gate.auth.authenticate(given)
@@ -79,6 +77,50 @@ async def get_caller(request: Request) -> Caller:
         ) from exc
     request.state.tenant_name = principal.tenant.name
     request.scope.setdefault("state", {})["tenant_name"] = principal.tenant.name
+    return principal
+
+
+def _caller(principal: Principal) -> Caller:
+    t = principal.tenant
+    return Caller(t.name, principal.key_id, principal.scopes(), t.admin, principal)
+
+
+def quota_exceeded(request: Request, policy: Policy, exc: QuotaExceeded) -> ProblemError:
+    """The 429 for an exhausted policy, with Retry-After and the RateLimit headers."""
+    headers = {
+        **ratelimit_headers(policy, exc.decision),
+        "Retry-After": str(exc.decision.retry_after),
+    }
+    request.scope["state"]["ratelimit_headers"] = headers
+    metrics.REJECTED.labels(f"quota-{exc.decision.violated}").inc()
+    return ProblemError(
+        429,
+        "quota-exceeded",
+        "Too many requests",
+        str(exc),
+        headers=headers,
+        policy=exc.decision.violated,
+    )
+
+
+def quota_unavailable(exc: QuotaUnavailable) -> ProblemError:
+    """The 503 for a quota store that cannot answer, the caller being told when to retry."""
+    metrics.QUOTA_STORE_ERRORS.labels(exc.backend).inc()
+    return ProblemError(
+        503,
+        "quota-store-unavailable",
+        "Quota store unavailable",
+        str(exc),
+        headers={"Retry-After": "1"},
+    )
+
+
+async def get_caller(request: Request) -> Caller:
+    """Authenticate once per request (401/403 as problem+json); sets the RateLimit headers."""
+    gate: Gate | None = request.app.state.gate
+    if gate is None:
+        return ANONYMOUS
+    principal = await _authenticate(request, gate)
     policy = policy_of(principal)
     decision = None
     if request.method == "GET":
@@ -87,14 +129,41 @@ async def get_caller(request: Request) -> Caller:
         except QuotaUnavailable:
             decision = None
     request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, decision)
-    t = principal.tenant
-    return Caller(t.name, principal.key_id, principal.scopes(), t.admin, principal)
+    return _caller(principal)
 
 
-async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+async def get_metered_caller(request: Request) -> Caller:
+    """``get_caller`` for routes that run no model but cost a database read or a signature
+    (usage reports, tokens): each call takes a burst token, never a daily unit. An empty bucket
+    is a 429 as for a prediction, and a quota store that cannot answer a 503 (unless the
+    operator chose to fail open)."""
+    gate: Gate | None = request.app.state.gate
+    if gate is None:
+        return ANONYMOUS
+    principal = await _authenticate(request, gate)
+    policy = policy_of(principal)
+    try:
+        decision = await gate.meter(principal)
+    except QuotaExceeded as exc:
+        raise quota_exceeded(request, policy, exc) from exc
+    except QuotaUnavailable as exc:
+        raise quota_unavailable(exc) from exc
+    request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, decision)
+    return _caller(principal)
+
+
+def _admin_only(caller: Caller) -> Caller:
     if not caller.admin:
         raise ProblemError(403, "forbidden", "Admin only", "this key is not an admin key")
     return caller
+
+
+async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    return _admin_only(caller)
+
+
+async def get_metered_admin(caller: Annotated[Caller, Depends(get_metered_caller)]) -> Caller:
+    return _admin_only(caller)
 
 
 async def get_tenancy(request: Request) -> TenancyService:
@@ -159,8 +228,10 @@ async def get_call(request: Request) -> Call:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+MeteredCallerDep = Annotated[Caller, Depends(get_metered_caller)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 AdminDep = Annotated[Caller, Depends(get_admin)]
+MeteredAdminDep = Annotated[Caller, Depends(get_metered_admin)]
 TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
 CallDep = Annotated[Call, Depends(get_call)]
 # For routers whose routes take a JSON body (the prediction routes check it in get_call).

@@ -10,6 +10,9 @@ from typing import Protocol
 from nluserve.errors import NluserveError
 
 DAY_S = 86_400
+# What a decision takes when it admits: nothing (a peek), a call (a daily unit and a burst
+# token), or a burst token only. The numbers are the Redis script's.
+PEEK, CALL, TOKEN = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ class QuotaStore(Protocol):
 
     async def release(self, tenant_id: str, day: str) -> None:
         """Give back one admitted call that was then not run (overload, timeout)."""
+        ...
+
+    async def take_token(self, tenant_id: str, policy: Policy) -> Decision:
+        """Take one burst token and no daily unit (a route that runs no model but still costs
+        the service something); refused only by an empty bucket, never by the daily quota."""
         ...
 
     async def peek(self, tenant_id: str, policy: Policy) -> Decision:

@@ -14,7 +14,10 @@ import secrets
 import time
 
 from nluserve.quota.base import (
+    CALL,
     DAY_S,
+    PEEK,
+    TOKEN,
     Decision,
     Policy,
     QuotaUnavailable,
@@ -45,6 +48,8 @@ end
 # day is Redis's, so every worker counts into, and gives back to, one key whatever its own clock
 # says. Building a key name inside the script is fine on the single Redis this store uses.
 # An absent bucket reads as full, so its key lives as long as refilling an empty one takes.
+# ARGV[4]: what an admission takes: 0 nothing (a peek), 1 a call (a daily unit and a burst token),
+# 2 a burst token only, which a spent daily quota does not refuse.
 # ARGV[6]: this call's receipt key, naming the daily key it counted into, kept UNDO_WINDOW
 # seconds: a caller whose answer timed out cannot know whether the unit was counted, and gives
 # it back through the receipt (_UNDO), which exists only if it was.
@@ -63,13 +68,14 @@ local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(b[1])
 if tokens == nil then tokens = burst else
   tokens = math.min(burst, tokens + math.max(0, now - tonumber(b[2])) * rate) end
-if used >= quota then return {0, 1, used, tostring(tokens), tostring(now), day} end
+if used >= quota and count ~= 2 then return {0, 1, used, tostring(tokens), tostring(now), day} end
 if tokens < 1 then return {0, 2, used, tostring(tokens), tostring(now), day} end
 if count == 0 then return {1, 0, used, tostring(tokens), tostring(now), day} end
 tokens = tokens - 1
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 local refill = math.min(math.ceil(burst / rate) + 1, 1e13)
 redis.call('EXPIRE', KEYS[1], string.format('%d', refill))
+if count == 2 then return {1, 0, used, tostring(tokens), tostring(now), day} end
 used = redis.call('INCR', daily)
 redis.call('EXPIRE', daily, 2 * 86400)
 redis.call('SET', ARGV[6], daily, 'EX', UNDO_WINDOW)
@@ -107,7 +113,7 @@ class RedisQuotaStore:
     def _bucket_key(self, tenant_id: str) -> str:
         return f"{self.prefix}:b:{tenant_id}"
 
-    async def _decide(self, tenant_id: str, policy: Policy, count: bool) -> Decision:
+    async def _decide(self, tenant_id: str, policy: Policy, takes: int) -> Decision:
         receipt = f"{self.prefix}:r:{secrets.token_hex(8)}"
         try:
             allowed, violated, used, tokens_s, now_s, day_s = await self.client.eval(
@@ -117,13 +123,13 @@ class RedisQuotaStore:
                     policy.quota_daily,
                     policy.rate_per_s,
                     policy.burst,
-                    1 if count else 0,
+                    takes,
                     self._daily_stem(tenant_id),
                     receipt,
                 ],
             )
         except (RespError, OSError) as exc:
-            if count and isinstance(exc, OSError):
+            if takes == CALL and isinstance(exc, OSError):
                 # Sent, maybe run: Redis may have counted a call this worker now refuses (503).
                 self._undo_later(receipt)
             if self.fail_open:  # nothing counted: Gate.give_back never gives this one back
@@ -143,10 +149,13 @@ class RedisQuotaStore:
         return Decision(bool(allowed), None, int(used), tokens, day)
 
     async def acquire(self, tenant_id: str, policy: Policy) -> Decision:
-        return await self._decide(tenant_id, policy, count=True)
+        return await self._decide(tenant_id, policy, CALL)
+
+    async def take_token(self, tenant_id: str, policy: Policy) -> Decision:
+        return await self._decide(tenant_id, policy, TOKEN)
 
     async def peek(self, tenant_id: str, policy: Policy) -> Decision:
-        return await self._decide(tenant_id, policy, count=False)
+        return await self._decide(tenant_id, policy, PEEK)
 
     def _undo_later(self, receipt: str) -> None:
         task = asyncio.get_running_loop().create_task(self._undo(receipt))

@@ -8,7 +8,7 @@ It runs on the event loop (a thread hand-off would cost more than the decision),
 held elsewhere must not stall it long: the busy timeout is short, and a decision that cannot
 get the lock is ``QuotaUnavailable`` (503 with Retry-After, as for Redis), not a 30 s freeze of
 every call on the worker. So is any other SQLite error (a full disk, an I/O error, a damaged
-file): the file is this store's only authority, as the server is Redis's. ``peek`` (GET routes)
+file): the file is this store's only authority, as the server is Redis's. ``peek`` (most GET routes)
 reads in a deferred transaction, which takes no write lock in WAL mode.
 """
 
@@ -23,6 +23,9 @@ from pathlib import Path
 
 from nluserve.db.sqlite_wal import enable_wal, private_file
 from nluserve.quota.base import (
+    CALL,
+    PEEK,
+    TOKEN,
     Decision,
     Policy,
     QuotaUnavailable,
@@ -99,12 +102,12 @@ class SqliteQuotaStore:
             self._logged_at = now
             log.warning(message, extra={"fields": {"path": str(self.path)}})
 
-    def _decide(self, tenant_id: str, policy: Policy, count: bool) -> Decision:
+    def _decide(self, tenant_id: str, policy: Policy, takes: int) -> Decision:
         now = time.time()
         day = utc_day(now)
         try:
             conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE" if count else "BEGIN")
+            conn.execute("BEGIN" if takes == PEEK else "BEGIN IMMEDIATE")
         except sqlite3.Error as exc:  # "database is locked" past the busy timeout, or worse
             raise self._unavailable(exc) from exc
         try:
@@ -120,22 +123,23 @@ class SqliteQuotaStore:
                 if brow is None
                 else min(float(policy.burst), brow[0] + max(0.0, now - brow[1]) * policy.rate_per_s)
             )
-            if used >= policy.quota_daily:
+            if used >= policy.quota_daily and takes != TOKEN:
                 decision = Decision(False, "daily", used, tokens, day, seconds_to_midnight(now))
             elif tokens < 1.0:
                 decision = Decision(
                     False, "burst", used, tokens, day, burst_retry_after(tokens, policy.rate_per_s)
                 )
-            elif not count:
+            elif takes == PEEK:
                 decision = Decision(True, None, used, tokens, day)
             else:
-                used += 1
                 tokens -= 1.0
-                conn.execute(
-                    "INSERT INTO daily(tenant, day, used) VALUES (?, ?, 1) "
-                    "ON CONFLICT(tenant, day) DO UPDATE SET used = used + 1",
-                    (tenant_id, day),
-                )
+                if takes == CALL:
+                    used += 1
+                    conn.execute(
+                        "INSERT INTO daily(tenant, day, used) VALUES (?, ?, 1) "
+                        "ON CONFLICT(tenant, day) DO UPDATE SET used = used + 1",
+                        (tenant_id, day),
+                    )
                 conn.execute(
                     "INSERT INTO bucket(tenant, tokens, ts) VALUES (?, ?, ?) "
                     "ON CONFLICT(tenant) DO UPDATE SET tokens=excluded.tokens, ts=excluded.ts",
@@ -151,10 +155,13 @@ class SqliteQuotaStore:
             raise
 
     async def acquire(self, tenant_id: str, policy: Policy) -> Decision:
-        return self._decide(tenant_id, policy, count=True)
+        return self._decide(tenant_id, policy, CALL)
+
+    async def take_token(self, tenant_id: str, policy: Policy) -> Decision:
+        return self._decide(tenant_id, policy, TOKEN)
 
     async def peek(self, tenant_id: str, policy: Policy) -> Decision:
-        return self._decide(tenant_id, policy, count=False)
+        return self._decide(tenant_id, policy, PEEK)
 
     async def release(self, tenant_id: str, day: str) -> None:
         # Best effort, as for Redis: a lost give-back errs towards the tenant's limit, never past it.

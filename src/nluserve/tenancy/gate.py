@@ -68,6 +68,14 @@ class Gate:
             raise QuotaExceeded(decision)
         return Ticket(principal, decision, time.monotonic())
 
+    async def meter(self, principal: Principal) -> Decision:
+        """One burst token and no daily unit, for a route that runs no model but must not be
+        called without limit (a usage report, a token signature)."""
+        decision = await self.quota.take_token(principal.tenant.id, policy_of(principal))
+        if not decision.allowed:
+            raise QuotaExceeded(decision)
+        return decision
+
     async def give_back(self, ticket: Ticket) -> None:
         if ticket.decision.degraded:  # admitted uncounted (fail-open): there is nothing to return
             return

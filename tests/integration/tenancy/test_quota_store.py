@@ -164,6 +164,50 @@ def test_the_burst_bucket_refuses_without_counting(new_store: StoreFactory) -> N
     asyncio.run(scenario())
 
 
+def test_a_token_only_admission_takes_a_burst_token_and_no_daily_unit(
+    new_store: StoreFactory,
+) -> None:
+    tenant = _tenant()
+    slow = Policy(quota_daily=1, rate_per_s=0.01, burst=3)
+
+    async def scenario() -> None:
+        async with opened(new_store) as store:
+            assert (await store.acquire(tenant, slow)).allowed  # the whole daily quota
+            taken = [await store.take_token(tenant, slow) for _ in range(3)]
+            # a spent daily quota refuses no token; an empty bucket does
+            assert [d.allowed for d in taken] == [True, True, False]
+            assert [d.daily_used for d in taken] == [1, 1, 1]
+            assert taken[1].burst_tokens < 1 and taken[2].violated == "burst"
+            assert taken[2].retry_after >= 1
+            peek = await store.peek(tenant, slow)
+            assert peek.daily_used == 1 and peek.burst_tokens < 1
+
+    asyncio.run(scenario())
+
+
+def test_token_only_admissions_from_several_threads_take_exactly_the_burst(
+    new_store: StoreFactory,
+) -> None:
+    tenant = _tenant()
+    burst = Policy(quota_daily=1, rate_per_s=0.001, burst=40)
+
+    def one_thread() -> int:
+        async def run() -> int:
+            async with opened(new_store) as store:
+                results = await asyncio.gather(
+                    *(store.take_token(tenant, burst) for _ in range(16))
+                )
+                return sum(d.allowed for d in results)
+
+        return asyncio.run(run())
+
+    async def scenario() -> int:
+        counts = await asyncio.gather(*(asyncio.to_thread(one_thread) for _ in range(4)))
+        return sum(counts)
+
+    assert asyncio.run(scenario()) == 40
+
+
 def test_tenants_do_not_share_counters(new_store: StoreFactory) -> None:
     a, b = _tenant(), _tenant()
     tight = Policy(quota_daily=2, rate_per_s=1000.0, burst=1000)

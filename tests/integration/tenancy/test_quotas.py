@@ -101,8 +101,9 @@ def test_burst_limit_refuses_the_fourth_rapid_call(stack: Stack) -> None:
 
     async def scenario() -> list[httpx.Response]:
         async with running(stack.app) as client:
-            # Warm the key cache so the four calls below reach the bucket within milliseconds.
-            await client.get("/v1/usage", headers=bearer(key))
+            # Warm the key cache so the four calls below reach the bucket within milliseconds
+            # (with a GET that takes no token: /v1/usage takes one).
+            await client.get("/v1/models", headers=bearer(key))
             return await asyncio.gather(
                 *(client.post(PREDICT, json={"text": TEXT}, headers=bearer(key)) for _ in range(4))
             )
@@ -155,5 +156,62 @@ def test_a_call_needing_two_models_takes_both_units_or_none(stack: Stack) -> Non
             await stack.app.state.gate.audit.flush()
             assert stack.tenancy.repo.audit_count(short.id) == 1
             assert stack.tenancy.repo.audit_count(enough.id) == 2
+
+    asyncio.run(scenario())
+
+
+def test_usage_and_token_routes_take_a_burst_token_but_no_daily_unit(stack: Stack) -> None:
+    tenant, key = stack.tenant("acme", quota_daily=100, rate=0.01, burst=3)
+    admin, admin_key = stack.tenant("ops", rate=0.01, burst=2, admin=True)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            for left in (2, 1):
+                r = await client.get("/v1/usage", headers=bearer(key))
+                assert r.status_code == 200, r.text
+                assert daily_remaining(r) == 100
+                assert f'"burst";r={left};' in r.headers["RateLimit"]
+            r = await client.post("/v1/auth/token", headers=bearer(key))  # the same bucket
+            assert r.status_code == 200, r.text
+            for path in ("/v1/usage", "/v1/auth/token"):
+                if path == "/v1/usage":
+                    r = await client.get(path, headers=bearer(key))
+                else:
+                    r = await client.post(path, headers=bearer(key))
+                body = assert_problem(r, 429, "quota-exceeded")
+                assert body["policy"] == "burst"
+                assert int(r.headers["Retry-After"]) >= 1
+                assert re.search(r'"burst";r=0;t=\d+', r.headers["RateLimit"])
+                assert daily_remaining(r) == 100
+            # a prediction finds the bucket empty too; the daily count never moved
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert assert_problem(r, 429, "quota-exceeded")["policy"] == "burst"
+            assert await stack.quota_used(tenant) == 0
+
+            for _ in range(2):
+                r = await client.get("/admin/usage", headers=bearer(admin_key))
+                assert r.status_code == 200, r.text
+            r = await client.get("/admin/usage", headers=bearer(admin_key))
+            assert_problem(r, 429, "quota-exceeded")
+            assert int(r.headers["Retry-After"]) >= 1
+            assert await stack.quota_used(admin) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_spent_daily_quota_still_lets_the_tenant_read_its_usage(stack: Stack) -> None:
+    tenant, key = stack.tenant("acme", quota_daily=1, rate=0.01, burst=5)
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert r.status_code == 200, r.text
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert assert_problem(r, 429)["policy"] == "daily"  # refused: took no token
+            r = await client.get("/v1/usage", headers=bearer(key))
+            assert r.status_code == 200, r.text
+            assert daily_remaining(r) == 0
+            assert '"burst";r=3;' in r.headers["RateLimit"]  # the prediction's and its own
+            assert await stack.quota_used(tenant) == 1
 
     asyncio.run(scenario())

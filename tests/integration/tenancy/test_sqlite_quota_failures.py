@@ -56,6 +56,10 @@ def test_a_damaged_quota_database_answers_503_and_gets_still_answer(tmp_path: Pa
             r = await client.get("/v1/models", headers=bearer(key))
             assert r.status_code == 200, r.text
             assert "RateLimit" not in r.headers and "RateLimit-Policy" in r.headers
+            # The usage report takes a burst token, so it is refused like a prediction.
+            r = await client.get("/v1/usage", headers=bearer(key))
+            assert_problem(r, 503, "quota-store-unavailable")
+            assert r.headers["Retry-After"] == "1"
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["quota"] == "unreachable: DatabaseError"

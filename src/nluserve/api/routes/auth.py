@@ -7,11 +7,13 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from nluserve.api.deps import CallerDep, TenancyDep
+from nluserve.api.deps import MeteredCallerDep, TenancyDep
 from nluserve.api.problems import ProblemError, responses
 from nluserve.errors import NluserveError
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=responses(401, 403, 404, 422, 503))
+router = APIRouter(
+    prefix="/v1/auth", tags=["auth"], responses=responses(401, 403, 404, 422, 429, 503)
+)
 
 
 class TokenOut(BaseModel):
@@ -21,8 +23,9 @@ class TokenOut(BaseModel):
     scope: str
 
 
+# A signature and a database read: each takes a burst token (no daily unit).
 @router.post("/token", response_model=TokenOut, summary="Exchange an API key for a JWT")
-async def token(caller: CallerDep, tenancy: TenancyDep) -> TokenOut:
+async def token(caller: MeteredCallerDep, tenancy: TenancyDep) -> TokenOut:
     if (
         caller.principal is None
         or caller.principal.key_id is None

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from nluserve.api.deps import JSON_BODY, AdminDep, CallerDep, TenancyDep
+from nluserve.api.deps import JSON_BODY, AdminDep, MeteredAdminDep, MeteredCallerDep, TenancyDep
 from nluserve.api.problems import ProblemError, responses
 from nluserve.tenancy.limits import (
     MAX_BURST,
@@ -139,8 +139,14 @@ def _not_found(exc: Exception) -> ProblemError:
     return ProblemError(404, "not-found", "Not found", str(exc))
 
 
-@router.get("/v1/usage", response_model=UsageOut, summary="Your usage by day and model")
-async def my_usage(caller: CallerDep, tenancy: TenancyDep, days: Days = 7) -> UsageOut:
+# A usage report is a database read: each takes a burst token (no daily unit).
+@router.get(
+    "/v1/usage",
+    response_model=UsageOut,
+    summary="Your usage by day and model",
+    responses=responses(429, 503),
+)
+async def my_usage(caller: MeteredCallerDep, tenancy: TenancyDep, days: Days = 7) -> UsageOut:
     if caller.principal is None:
         raise ProblemError(401, "unauthorized", "Authentication required", "send an API key")
     rows = await asyncio.to_thread(tenancy.repo.usage, caller.principal.tenant.id, days)
@@ -235,9 +241,9 @@ async def revoke_token(
     return RevokedTokenOut(revoked=await asyncio.to_thread(tenancy.revoke_token, jti))
 
 
-@admin.get("/usage", response_model=UsageOut)
+@admin.get("/usage", response_model=UsageOut, responses=responses(429, 503))
 async def all_usage(
-    tenancy: TenancyDep, _: AdminDep, days: Days = 7, tenant: str | None = None
+    tenancy: TenancyDep, _: MeteredAdminDep, days: Days = 7, tenant: str | None = None
 ) -> UsageOut:
     try:
         rows = await asyncio.to_thread(tenancy.usage, tenant, days)

@@ -101,6 +101,27 @@ def test_wrong_key_shows_a_clear_message_and_stores_nothing(
     shoot(page, "login-error")
 
 
+@pytest.mark.parametrize("typed", ["nlu_ＡＢＣ密钥", "nlu_AAAA\u200bBBBB", "nlu_AAAA BBBB"])
+def test_a_key_with_characters_no_key_has_is_named_as_such(
+    server: Server, console_factory: Make, typed: str
+) -> None:
+    # fetch() refuses a header value outside Latin-1, which used to read "Cannot reach the
+    # server"; and nothing is sent for what cannot be a key.
+    console = console_factory()
+    page = console.page
+    console.open()
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    page.fill("#login-key", typed)
+    page.press("#login-key", "Enter")
+    message = page.locator("#login-message")
+    message.wait_for()
+    assert "This is not an API key" in message.inner_text()
+    assert "reach the server" not in message.inner_text()
+    assert not [url for url in sent if "/v1/" in url]
+    assert console.stored_key() is None
+
+
 def test_language_follows_the_browser_and_the_choice_is_remembered(
     server: Server, console_factory: Make
 ) -> None:

@@ -75,6 +75,14 @@ async function login(event) {
     input.focus();
     return;
   }
+  // Keys and tokens are printable ASCII. Anything else (a pasted full-width character, an
+  // invisible space) cannot travel in a header: fetch() would throw, reading as a network error.
+  if (/[^\x21-\x7e]/.test(key)) {
+    loginMessage(t('login.notAKey'));
+    input.select();
+    input.focus();
+    return;
+  }
   const button = event.target.querySelector('button[type=submit]');
   button.disabled = true;
   loginMessage('');

@@ -23,6 +23,8 @@ const MESSAGES = {
       'and it is gone when the tab closes. The console calls the public API with it, as any client would.',
     'login.checking': 'Checking the key\u2026',
     'login.empty': 'Enter an API key.',
+    'login.notAKey':
+      'This is not an API key: keys and tokens contain only letters, digits and ASCII punctuation such as _ - . (no spaces or full-width characters). Copy it again exactly.',
     'login.wrong':
       'This API key was not accepted. Check that it was copied in full and has not been revoked or expired.',
     'login.disabled': 'This tenant is disabled. Ask an administrator to enable it.',
@@ -174,6 +176,7 @@ const MESSAGES = {
       '控制台用它调用公开 API，与其他客户端完全相同。',
     'login.checking': '正在验证密钥…',
     'login.empty': '请输入 API 密钥。',
+    'login.notAKey': '这不是 API 密钥：密钥和令牌只包含英文字母、数字和 _ - . 等 ASCII 符号（没有空格或全角字符）。请重新完整复制。',
     'login.wrong': '此 API 密钥无效。请确认已完整复制，且未被吊销或过期。',
     'login.disabled': '该租户已被停用，请联系管理员启用。',
     'login.loggedOut': '已退出登录。',

@@ -185,10 +185,13 @@ def test_counting_resumes_from_the_persisted_state_when_redis_has_an_append_only
     run = _restart_under_load(stack, persistent_redis_server, key)
     _check_outage(run)
     after = asyncio.run(_used_now(persistent_redis_server, tenant.id))
-    persisted = after - len(run.new())
-    # The restarted server continues from what it had persisted, counting each call once...
-    assert sorted(run.new()) == list(range(persisted + 1, after + 1))
-    assert persisted >= max(run.old())
-    # ...which may include calls in flight at the stop whose answer was lost (counted, then
-    # answered 503): at most one per client, and never a call counted twice.
-    assert 0 <= persisted - len(run.old()) <= CLIENTS
+    admitted = len(run.old()) + len(run.new())
+    # Nothing persisted is forgotten: every count the restarted server hands out lies above
+    # the calls admitted before the stop (without persistence it starts again from 1).
+    assert min(run.new()) > len(run.old())
+    # Every admitted call is counted once. A call in flight at the stop may have been counted
+    # and then answered 503 (at most one per client); its receipt outlives the restart, so the
+    # unit is given back once the delayed undo lands, which may be mid-run: the restarted
+    # server can then hand out a count twice, but only as often as units were given back.
+    assert admitted <= after <= admitted + CLIENTS
+    assert len(run.new()) - len(set(run.new())) <= CLIENTS

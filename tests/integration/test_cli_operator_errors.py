@@ -183,3 +183,17 @@ def test_disabling_the_last_active_admin_tenant_is_refused(migrated: Path) -> No
     # An ordinary tenant is disabled as before.
     assert run(migrated, "tenant", "create", "acme").returncode == 0
     assert run(migrated, "tenant", "disable", "acme").returncode == 0
+
+
+def test_a_scope_naming_no_configured_model_is_refused(migrated: Path) -> None:
+    said = one_line_error(
+        run(migrated, "tenant", "create", "acme", "--scope", "general,generl"), "'generl'"
+    )
+    assert "general, medical, sentiment" in said
+    assert run(migrated, "tenant", "show", "acme").returncode == 1  # nothing was made
+    # A model the configuration names may be granted before this machine has its files.
+    made = run(
+        migrated, "tenant", "create", "acme", "--scope", "news,ner", NLUSERVE_MODELS='["news"]'
+    )
+    assert made.returncode == 0, made.stderr
+    one_line_error(run(migrated, "tenant", "update", "acme", "--scope", "medicl"), "'medicl'")

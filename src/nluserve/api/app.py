@@ -45,6 +45,8 @@ def create_app(
     service = inference or InferenceService.load(settings)
     if tenancy is None and settings.auth:
         tenancy = TenancyService.from_settings(settings)
+    if tenancy is not None:
+        tenancy.served_models = frozenset(service.models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -23,13 +23,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines")
 
 
 def _service() -> Any:
+    from nluserve.models.store import served_names
     from nluserve.settings import Settings
     from nluserve.tenancy.service import TenancyService
 
     try:
-        return TenancyService.from_settings(Settings())
+        settings = Settings()
+        service = TenancyService.from_settings(settings)
     except NluserveError as exc:
         fail(str(exc))
+    service.served_models = served_names(settings.models)
+    return service
 
 
 def _plain(obj: Any) -> Any:

@@ -56,6 +56,21 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
     raise ModelNotFoundError(f"unknown model {text!r}; installed models: {names}")
 
 
+def served_names(refs: list[str]) -> frozenset[str]:
+    """The names the configured models serve under, read from their manifests.
+
+    A reference that does not resolve counts under its own name: the CLI should not refuse a
+    scope for a model the configuration names just because this machine lacks its files.
+    """
+    names = set()
+    for ref in refs:
+        try:
+            names.add(read_manifest(resolve(ref)).name)
+        except (ModelNotFoundError, ModelIntegrityError):
+            names.add(Path(ref).name)
+    return frozenset(names)
+
+
 def read_manifest(model_dir: Path) -> Manifest:
     """Parse ``manifest.json`` with a clear error when it is missing or invalid."""
     path = model_dir / MANIFEST

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection, Iterable
 
 from nluserve.errors import NluserveError
 
@@ -20,6 +21,7 @@ MAX_RATE = 1e6
 MAX_BURST = 10**9
 MAX_KEY_DAYS = 36500
 _NAME = re.compile(NAME_PATTERN)
+TASKS = ("ner", "classification")  # the manifest's tasks; a scope may name one for all its models
 
 
 class InvalidValue(NluserveError):
@@ -59,4 +61,21 @@ def check_key_days(expires_days: float | None) -> None:
         raise InvalidValue(
             f"expiry must be more than 0 and at most {MAX_KEY_DAYS} days, not {expires_days} "
             "(leave it out for a key that does not expire)"
+        )
+
+
+def check_scopes(scopes: Iterable[str] | None, served: Collection[str] | None) -> None:
+    """Each scope must be '*', a task, or a model this deployment serves (None: not checked).
+
+    A scope naming no model would be stored and never match anything: a typo ("generl") locks
+    the tenant out of the model it was meant to reach, and nobody is told why.
+    """
+    if scopes is None or served is None:
+        return
+    for scope in scopes:
+        if scope == "*" or scope in TASKS or scope in served:
+            continue
+        raise InvalidValue(
+            f"unknown scope {scope!r}: a scope is '*', a served model "
+            f"({', '.join(sorted(served)) or 'none'}) or a task ({', '.join(TASKS)})"
         )

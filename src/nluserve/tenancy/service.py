@@ -14,7 +14,7 @@ from nluserve.db.repo import Repository
 from nluserve.errors import ConflictError, NluserveError
 from nluserve.settings import Settings
 from nluserve.tenancy import keys as keyfmt
-from nluserve.tenancy.limits import InvalidValue, check_key_days, check_tenant
+from nluserve.tenancy.limits import InvalidValue, check_key_days, check_scopes, check_tenant
 from nluserve.tenancy.tokens import MAX_TTL_S, TokenCodec, TokenError, new_signing_key
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
@@ -81,6 +81,9 @@ class TenancyService:
         self.pepper = pepper
         self.codec = codec
         self.settings = settings
+        # The model names scopes are checked against, set by whoever knows what is served
+        # (the app, the CLI); None leaves scopes unchecked.
+        self.served_models: frozenset[str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TenancyService:
@@ -104,6 +107,7 @@ class TenancyService:
         admin: bool = False,
     ) -> tuple[Tenant, NewKey]:
         check_tenant(name, quota_daily, rate, burst)
+        check_scopes(scopes, self.served_models)
         if self.repo.tenant(name) is not None:
             raise Conflict(f"tenant {name!r} exists")
         s = self.settings
@@ -173,6 +177,7 @@ class TenancyService:
             fields.get("rate_per_s"),  # type: ignore[arg-type]
             fields.get("burst"),  # type: ignore[arg-type]
         )
+        check_scopes(fields.get("scopes"), self.served_models)  # type: ignore[arg-type]
         tenant = self.find(tenant_id)
         if (
             "name" in fields

@@ -62,6 +62,7 @@ def create_app(
                     "models": list(service.models),
                     "auth": gate is not None,
                     "threads": settings.threads_per_process(),
+                    "inference_process": settings.use_inference_process(),
                 }
             },
         )

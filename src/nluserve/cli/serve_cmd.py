@@ -25,13 +25,14 @@ def serve(
     inference_process: Annotated[
         str | None,
         typer.Option(
-            help="auto (default: on with cuda and several workers), on or off: run the graphs "
-            "in one process that every worker feeds"
+            help="auto (default: on with several workers on cuda, or on a CPU for a "
+            "transformer-size graph), on or off: run the graphs in one process that every "
+            "worker feeds"
         ),
     ] = None,
 ) -> None:
     """Serve the HTTP API (SQLite + bundled models unless configured otherwise)."""
-    from nluserve.server.run import prepare_metrics_dir
+    from nluserve.server.run import prepare_metrics_dir, settle_inference_process
     from nluserve.server.run import serve as run_server
 
     overrides: dict[str, object] = {}
@@ -52,6 +53,7 @@ def serve(
     except (ValidationError, SettingsError) as exc:
         fail(describe_invalid(exc))
     ensure_data_dir(settings)
+    settings = settle_inference_process(settings)
     if settings.auth:
         _prepare_tenancy(settings)
     if settings.workers > 1 or settings.use_inference_process():

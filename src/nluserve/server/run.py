@@ -14,6 +14,39 @@ from nluserve.settings import Settings
 # without retrying it. uvicorn's default is 5 s.
 KEEPALIVE_S = 75
 
+# A graph this large is transformer-size: one run takes tens of milliseconds on a CPU, so the
+# inference process's round trip (about 0.6 ms a batch) is lost in it, while its one queue for
+# all workers' calls cut the BERT-base half-load p99 from 7.2-7.9x to 4.0-4.3x the single-call
+# latency (docs/benchmarks.md). The bundled models (16 MB) pay 5-20 % a batch for it instead.
+LARGE_GRAPH_BYTES = 64 << 20
+
+
+def settle_inference_process(settings: Settings) -> Settings:
+    """Decide ``auto``: on with cuda and several workers, or on a CPU with several workers when
+    a served graph is transformer-size; off otherwise."""
+    if settings.inference_process != "auto":
+        return settings
+    on = settings.use_inference_process() or (
+        settings.device == "cpu"
+        and settings.workers > 1
+        and _largest_graph(settings.models) >= LARGE_GRAPH_BYTES
+    )
+    return settings.model_copy(update={"inference_process": "on" if on else "off"})
+
+
+def _largest_graph(refs: list[str]) -> int:
+    from nluserve.errors import NluserveError
+    from nluserve.models.store import read_manifest, resolve
+
+    sizes = [0]
+    for ref in refs:
+        try:
+            directory = resolve(ref)
+            sizes.append((directory / read_manifest(directory).graph).stat().st_size)
+        except (NluserveError, OSError):
+            continue  # loading it reports the problem properly
+    return max(sizes)
+
 
 def prepare_metrics_dir(settings: Settings) -> None:
     """Multi-process Prometheus needs a fresh shared directory before prometheus_client loads."""
@@ -28,6 +61,7 @@ def serve(settings: Settings) -> None:
     from nluserve.observability.logging import configure
 
     configure(settings.log_level, settings.log_json)
+    settings = settle_inference_process(settings)
     host = None
     if settings.use_inference_process():
         from nluserve.observability import metrics

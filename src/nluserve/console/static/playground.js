@@ -183,33 +183,63 @@ function colourOf(model) {
   return (code) => index.get(code) ?? 0;
 }
 
-/** The text as DOM nodes with one <mark> per entity. Offsets are Python (code point) indices,
- * so the text is split into code points, not UTF-16 units, before slicing. */
+/**
+ * The text as DOM nodes with a <mark> per entity. Offsets are Python (code point) indices, so
+ * the text is split into code points, not UTF-16 units, before slicing.
+ *
+ * Entities may overlap (`medical` is nested: a symptom containing a body part), and every one
+ * must show without a character of the text repeated or moved. A span inside another becomes a
+ * mark inside its mark; a span that crosses the end of another (a partial overlap) is drawn in
+ * consecutive parts, each a mark with the entity's own data-start/end and data-part="k/n".
+ */
 function highlighted(text, entities, colour) {
   const chars = Array.from(text);
   const line = h('p', { class: 'hl', lang: 'zh' });
-  let pos = 0;
-  const ordered = [...entities].sort((a, b) => a.start - b.start || b.end - a.end);
-  for (const ent of ordered) {
-    if (ent.start < pos) continue; // nested spans: the table lists them, inline shows the outer one
-    if (ent.start > pos) line.append(chars.slice(pos, ent.start).join(''));
-    line.append(
-      h(
-        'mark',
-        {
-          class: `ent ent-${colour(ent.label)}`,
-          'data-start': ent.start,
-          'data-end': ent.end,
-          'data-label': ent.label,
-          'data-name': ent.label_name,
-          title: `${ent.label_name} · ${num(ent.score, 3)}`,
-        },
-        chars.slice(ent.start, ent.end).join(''),
-      ),
-    );
-    pos = ent.end;
+  // Offsets outside the text cannot be drawn; the table below still lists such an entity.
+  const spans = entities
+    .map((ent, index) => ({ ent, index }))
+    .filter(({ ent }) => ent.start >= 0 && ent.start < ent.end && ent.end <= chars.length);
+  const cuts = [...new Set([0, chars.length, ...spans.flatMap(({ ent }) => [ent.start, ent.end])])].sort((a, b) => a - b);
+  // A span that ends later is opened outside one that ends sooner, so that only partial
+  // overlaps have to be split; ties keep the API's order.
+  const outerFirst = (a, b) => b.ent.end - a.ent.end || a.ent.start - b.ent.start || a.index - b.index;
+  const stack = []; // the open marks [{span, node}], outermost first
+  const drawn = new Map(); // span -> its marks, in text order
+  for (let c = 0; c + 1 < cuts.length; c += 1) {
+    const from = cuts[c];
+    const to = cuts[c + 1];
+    const here = spans.filter(({ ent }) => ent.start <= from && to <= ent.end);
+    // Keep the open marks from the outermost down to the first that does not cover this piece;
+    // those above it that still cover it are closed too, and continue in a new part below.
+    let keep = 0;
+    while (keep < stack.length && here.includes(stack[keep].span)) keep += 1;
+    stack.length = keep;
+    const kept = new Set(stack.map(({ span }) => span));
+    for (const span of here.filter((one) => !kept.has(one)).sort(outerFirst)) {
+      const { ent } = span;
+      const node = h('mark', {
+        class: `ent ent-${colour(ent.label)}`,
+        'data-start': ent.start,
+        'data-end': ent.end,
+        'data-label': ent.label,
+        'data-name': ent.label_name,
+        'data-entity': span.index,
+        title: `${ent.label_name} · ${num(ent.score, 3)}`,
+      });
+      (stack.length ? stack[stack.length - 1].node : line).append(node);
+      stack.push({ span, node });
+      drawn.set(span, [...(drawn.get(span) ?? []), node]);
+    }
+    (stack.length ? stack[stack.length - 1].node : line).append(chars.slice(from, to).join(''));
   }
-  if (pos < chars.length) line.append(chars.slice(pos).join(''));
+  for (const nodes of drawn.values()) {
+    if (nodes.length < 2) continue;
+    nodes.forEach((node, k) => {
+      node.setAttribute('data-part', `${k + 1}/${nodes.length}`);
+      // The type name is shown once, after the last part.
+      if (k + 1 < nodes.length) node.setAttribute('data-more', '');
+    });
+  }
   return line;
 }
 

@@ -1,0 +1,280 @@
+"""The console's leftovers: nested and overlapping highlights."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from nluserve.tenancy.keys import generate
+from tests.e2e.conftest import AUTH_CACHE_S, START_TIMEOUT_S, Console, Server, _free_port
+
+pytestmark = pytest.mark.slow
+
+Make = Callable[..., Console]
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: a server for the nested `medical` model, and browser contexts with a time zone or a
+# clock of their own (conftest's console_factory takes neither).
+
+
+@contextlib.contextmanager
+def _serve_models(data: Path, models: str) -> Iterator[Server]:
+    """conftest's server, serving `models` instead of `general` only."""
+    _, admin_key = generate()
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NLUSERVE_") or k.startswith("NLUSERVE_TEST")
+    }
+    env.update(
+        NLUSERVE_DATA_DIR=str(data),
+        NLUSERVE_ADMIN_KEY=admin_key,
+        NLUSERVE_AUTH_CACHE_S=AUTH_CACHE_S,
+        NLUSERVE_INFERENCE_THREADS="1",
+        NLUSERVE_LOG_LEVEL="warning",
+    )
+    log_path = data / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "nluserve", "serve"),
+                *("--host", "127.0.0.1", "--port", str(port), "--models", models),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"nluserve serve exited:\n{log_path.read_text()}", pytrace=False)
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"nluserve serve not ready:\n{log_path.read_text()}", pytrace=False)
+            time.sleep(0.2)
+        yield Server(url, admin_key, env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def medical_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve_models(tmp_path_factory.mktemp("e2e-medical"), "medical") as running:
+        yield running
+
+
+@pytest.fixture
+def make_console(browser: Any, server: Server) -> Iterator[Make]:
+    """make(timezone_id=..., clock=..., locale=..., width=..., height=..., on=...) -> Console.
+
+    `clock` fixes the browser's Date at that time (timers keep running). Like console_factory,
+    a test fails if a page hit a script error or a CSP violation."""
+    opened: list[Console] = []
+
+    def make(
+        timezone_id: str | None = None,
+        clock: datetime | None = None,
+        locale: str = "en-US",
+        width: int = 1280,
+        height: int = 900,
+        on: Server | None = None,
+    ) -> Console:
+        options: dict[str, Any] = {}
+        if timezone_id:
+            options["timezone_id"] = timezone_id
+        context = browser.new_context(
+            locale=locale,
+            viewport={"width": width, "height": height},
+            device_scale_factor=1,
+            **options,
+        )
+        context.set_default_timeout(15_000)
+        console = Console(context, on or server)
+        if clock is not None:
+            console.page.clock.set_fixed_time(clock)
+        opened.append(console)
+        return console
+
+    yield make
+    problems = [p for c in opened for p in c.problems]
+    for c in opened:
+        c.context.close()
+    assert not problems, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Nested and overlapping entities: every one is highlighted, the text is unchanged.
+
+HIGHLIGHTS_JS = """() => [...document.querySelectorAll('#pg-output .result')].map((result) => {
+  const hl = result.querySelector('.hl');
+  const key = (m) => `${m.dataset.start}:${m.dataset.end}:${m.dataset.label}`;
+  return {
+    text: hl.textContent,
+    marks: [...hl.querySelectorAll('mark')].map((m) => {
+      const box = m.getBoundingClientRect();
+      const outer = [];
+      for (let up = m.parentElement.closest('mark'); up; up = up.parentElement.closest('mark')) {
+        outer.push(key(up));
+      }
+      return {
+        key: key(m), text: m.textContent, part: m.dataset.part ?? null, outer,
+        visible: box.width > 0 && box.height > 0,
+      };
+    }),
+  };
+})"""
+
+
+def _key(entity: dict[str, Any]) -> str:
+    return f"{entity['start']}:{entity['end']}:{entity['label']}"
+
+
+def _check_highlights(page: Any, texts: list[str], answer: dict[str, Any]) -> None:
+    """Every entity of the answer is highlighted (whole, or in parts that join up to it), the
+    highlighted text is the input exactly, and a span inside another is a mark inside its mark."""
+    shown = page.evaluate(HIGHLIGHTS_JS)
+    assert len(shown) == len(texts) == len(answer["results"])
+    for text, result, drawn in zip(texts, answer["results"], shown, strict=True):
+        assert drawn["text"] == text  # no character dropped, repeated or moved
+        entities = result["entities"]
+        marks: dict[str, list[dict[str, Any]]] = {}
+        for mark in drawn["marks"]:
+            assert mark["visible"], mark
+            marks.setdefault(mark["key"], []).append(mark)
+        assert set(marks) == {_key(e) for e in entities}, (marks, entities)
+        for entity in entities:
+            parts = marks[_key(entity)]
+            # Offsets are Python (code point) indices: text[start:end] is the entity's text.
+            assert "".join(p["text"] for p in parts) == text[entity["start"] : entity["end"]]
+            if len(parts) > 1:
+                assert [p["part"] for p in parts] == [
+                    f"{k}/{len(parts)}" for k in range(1, 1 + len(parts))
+                ]
+        for inner in entities:
+            for outer in entities:
+                if inner is outer or len(marks[_key(inner)]) + len(marks[_key(outer)]) > 2:
+                    continue
+                if outer["start"] <= inner["start"] and inner["end"] <= outer["end"]:
+                    (a,) = marks[_key(inner)]
+                    (b,) = marks[_key(outer)]
+                    assert _key(outer) in a["outer"] or _key(inner) in b["outer"], (inner, outer)
+    rows = page.locator("#pg-entities tbody tr").count()
+    assert rows == sum(len(r["entities"]) for r in answer["results"])
+
+
+def _entity(text: str, start: int, end: int, label: str, name: str) -> dict[str, Any]:
+    return {
+        "text": text[start:end],
+        "label": label,
+        "label_name": name,
+        "start": start,
+        "end": end,
+        "score": 0.9,
+    }
+
+
+def test_nested_and_overlapping_entities_are_all_highlighted(
+    server: Server, console_factory: Make, shoot: Callable[..., Any]
+) -> None:
+    # The served `general` model never overlaps its entities, so its answer is given the kinds
+    # of overlap a nested model (`medical`) can return, one per line, starting after a character
+    # outside the BMP (two UTF-16 units, one Python index).
+    texts = ["𠮷患者腹部疼痛伴恶心呕吐，头痛。", "右下腹压痛明显。"]
+    first, second = texts
+    overlapping = [
+        [
+            _entity(first, 3, 7, "sym", "临床表现"),  # 腹部疼痛
+            _entity(first, 3, 5, "bod", "身体部位"),  # 腹部: inside it, same start
+            _entity(first, 6, 7, "bod", "身体部位"),  # 痛: inside it, same end
+            _entity(first, 8, 12, "sym", "临床表现"),  # 恶心呕吐
+            _entity(first, 8, 10, "sym", "临床表现"),  # 恶心: inside it
+            _entity(first, 9, 11, "dis", "疾病"),  # 心呕: crosses the end of 恶心
+            _entity(first, 13, 15, "sym", "临床表现"),  # 头痛
+            _entity(first, 13, 15, "dis", "疾病"),  # 头痛 again, another type
+        ],
+        [
+            _entity(second, 0, 5, "sym", "临床表现"),  # 右下腹压痛
+            _entity(second, 0, 3, "bod", "身体部位"),  # 右下腹
+            _entity(second, 2, 4, "dis", "疾病"),  # 腹压: crosses the end of 右下腹
+        ],
+    ]
+
+    def nested(route: Any) -> None:
+        response = route.fetch()
+        answer = response.json()
+        for result, entities in zip(answer["results"], overlapping, strict=True):
+            result["entities"] = entities
+        route.fulfill(response=response, json=answer)
+
+    key = server.tenant("nested-e2e")
+    console = console_factory()
+    page = console.page
+    console.login(key)
+    page.route("**/v1/models/general/predict", nested)
+    page.select_option("#pg-model", "general")
+    page.fill("#pg-text", "\n".join(texts))
+    page.click("#pg-run")
+    page.wait_for_selector("#pg-run:not([disabled])")
+    page.wait_for_selector("#pg-summary")
+    answer = {"results": [{"entities": entities} for entities in overlapping]}
+    _check_highlights(page, texts, answer)
+    # The partial overlaps are drawn in parts; the nestings are not.
+    assert page.locator("#pg-output mark[data-part]").count() >= 2
+    assert page.locator("#pg-output mark[data-start='3'][data-end='5'] mark").count() == 0
+    assert page.locator("#pg-output mark[data-start='3'][data-end='7'] mark").count() == 2
+    shoot(page, "playground-nested")
+
+
+# CMeEE-style sentences: symptoms that name a body part, diseases that name an organ.
+MEDICAL_TEXTS = [
+    "患者出现腹部疼痛，伴有恶心呕吐。",
+    "右下腹压痛明显，考虑急性阑尾炎。",
+    "患儿咳嗽伴发热三天，双肺呼吸音粗。",
+    "左膝关节肿胀疼痛，活动受限。",
+]
+
+
+def test_the_medical_models_nested_entities_are_all_highlighted(
+    medical_server: Server, make_console: Make
+) -> None:
+    key = medical_server.tenant("medical-e2e")
+    answer = medical_server.api(
+        "POST", "/v1/models/medical/predict", key, json={"texts": MEDICAL_TEXTS}
+    ).json()
+    nested = [
+        (outer["text"], inner["text"])
+        for result in answer["results"]
+        for outer in result["entities"]
+        for inner in result["entities"]
+        if inner is not outer and outer["start"] <= inner["start"] and inner["end"] <= outer["end"]
+    ]
+    assert nested, f"the medical model nested nothing in these texts: {answer['results']}"
+    console = make_console(on=medical_server)
+    page = console.page
+    console.login(key)
+    page.select_option("#pg-model", "medical")
+    page.fill("#pg-text", "\n".join(MEDICAL_TEXTS))
+    page.click("#pg-run")
+    page.wait_for_selector("#pg-run:not([disabled])")
+    page.wait_for_selector("#pg-summary")
+    _check_highlights(page, MEDICAL_TEXTS, answer)

@@ -1,4 +1,4 @@
-"""The console's leftovers: nested and overlapping highlights."""
+"""The console's leftovers: nested and overlapping highlights, usage days that are UTC days."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +279,87 @@ def test_the_medical_models_nested_entities_are_all_highlighted(
     page.wait_for_selector("#pg-run:not([disabled])")
     page.wait_for_selector("#pg-summary")
     _check_highlights(page, MEDICAL_TEXTS, answer)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Usage days are the server's UTC days, whatever the browser's time zone or clock.
+
+
+def _server_today(server: Server, key: str) -> date:
+    """The server's UTC day, from the Date header of its usage answer."""
+    response = server.api("GET", "/v1/usage?days=1", key)
+    assert response.status_code == 200, response.text
+    return parsedate_to_datetime(response.headers["date"]).astimezone(UTC).date()
+
+
+def _usage_with_calls(server: Server, name: str, calls: int) -> str:
+    key = server.tenant(name)
+    for _ in range(calls):
+        done = server.api("POST", "/v1/models/general/predict", key, json={"text": "张三在北京。"})
+        assert done.status_code == 200, done.text
+    deadline = time.monotonic() + 15
+    while True:  # the audit writer flushes every 0.5 s
+        usage = server.api("GET", "/v1/usage", key)
+        if usage.status_code == 200 and sum(r["calls"] for r in usage.json()["rows"]) >= calls:
+            return key
+        assert time.monotonic() < deadline, "the audit writer never recorded the calls"
+        time.sleep(0.5)
+
+
+def _shown_days(page: Any) -> dict[str, Any]:
+    page.locator("[data-chart=calls] svg").wait_for()
+    page.wait_for_selector("#us-refresh:not([disabled])")
+    return page.evaluate(
+        """() => {
+          const chart = document.querySelector('[data-chart=calls]');
+          return {
+            days: [...chart.querySelectorAll('details tbody tr td:first-child')]
+              .map((td) => td.textContent),
+            bars: [...new Set([...chart.querySelectorAll('rect.bar')].map((r) => r.dataset.day))],
+            total: Number(chart.dataset.total),
+            labels: [...chart.querySelectorAll('svg text')]
+              .filter((t) => t.getBoundingClientRect().width > 0)
+              .map((t) => t.textContent),
+            local: new Date().toLocaleDateString('en-CA'),
+          };
+        }"""
+    )
+
+
+def _window(today: date, days: int) -> list[str]:
+    return [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
+
+
+def test_usage_days_are_utc_days_in_any_time_zone(server: Server, make_console: Make) -> None:
+    key = _usage_with_calls(server, "utc-days-e2e", 2)
+    local_days = set()
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):  # UTC+14 and UTC-11
+        console = make_console(timezone_id=zone)
+        today = _server_today(server, key)
+        console.login(key, "usage")
+        shown = _shown_days(console.page)
+        if today != _server_today(server, key):
+            pytest.skip("the UTC day changed during the test")
+        assert shown["days"] == _window(today, 7), zone
+        assert shown["bars"] == [today.isoformat()], zone
+        assert shown["total"] == 2, zone
+        assert today.isoformat()[5:] in shown["labels"], zone
+        local_days.add(shown["local"])
+    # +14 and -11 hours are 25 hours apart: at any time one of them is on another day than UTC.
+    assert local_days != {today.isoformat()}
+
+
+def test_usage_window_follows_the_servers_clock_not_the_browsers(
+    server: Server, make_console: Make
+) -> None:
+    key = _usage_with_calls(server, "skewed-clock-e2e", 1)
+    now = datetime.now(UTC)
+    for skew in (timedelta(days=2, hours=3), timedelta(days=-8)):
+        console = make_console(timezone_id="Asia/Shanghai", clock=now + skew)
+        today = _server_today(server, key)
+        console.login(key, "usage")
+        shown = _shown_days(console.page)
+        assert shown["local"] != today.isoformat()  # the browser's clock is days off
+        assert shown["days"] == _window(today, 7), skew
+        assert shown["bars"] == [today.isoformat()], skew
+        assert shown["total"] == 1, skew

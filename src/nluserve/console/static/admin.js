@@ -2,7 +2,7 @@
 // calls per tenant per day. Nothing is drawn until the API has answered /admin/tenants with
 // 200: a tenant key gets the API's 403 and sees only "admin only".
 
-import { call, session, superseded } from './api.js';
+import { call, serverTime, session, superseded } from './api.js';
 import { barChart, lastDays, seriesOf } from './chart.js';
 import { alert, announce, copyButton, fillWith, h, table } from './dom.js';
 import { describe } from './errors.js';
@@ -11,7 +11,7 @@ import { lang, num, t } from './i18n.js';
 const CHART_DAYS = 14;
 
 let root;
-let state = null; // {tenants, usage}
+let state = null; // {tenants, usage, now}
 let openKeys = null; // tenant id whose keys are shown
 let keys = [];
 let revealed = null; // {name, key}: a new key, shown once
@@ -57,9 +57,12 @@ async function load(epoch = session.epoch()) {
   const mine = ++ticket;
   let tenants;
   let usage;
+  let now;
   try {
     ({ data: tenants } = await call('GET', '/admin/tenants', { epoch }));
-    ({ data: usage } = await call('GET', `/admin/usage?days=${CHART_DAYS}`, { epoch }));
+    const answer = await call('GET', `/admin/usage?days=${CHART_DAYS}`, { epoch });
+    usage = answer.data;
+    now = serverTime(answer.headers);
   } catch (err) {
     if (mine !== ticket || superseded(err)) return;
     state = null;
@@ -73,7 +76,7 @@ async function load(epoch = session.epoch()) {
     return;
   }
   if (mine !== ticket) return;
-  state = { tenants, usage };
+  state = { tenants, usage, now };
   if (openKeys && !(await loadKeys(openKeys, false, epoch))) return;
   if (mine !== ticket) return;
   render();
@@ -369,9 +372,9 @@ function focusedSelector() {
 }
 
 function render() {
-  const { tenants, usage } = state;
+  const { tenants, usage, now } = state;
   const refocus = focusedSelector();
-  const days = lastDays(CHART_DAYS);
+  const days = lastDays(CHART_DAYS, now);
   const today = new Map();
   for (const row of usage.rows) {
     if (row.day === days[days.length - 1]) today.set(row.tenant_id, (today.get(row.tenant_id) ?? 0) + row.calls);

@@ -146,6 +146,16 @@ export async function call(method, path, { body, key, epoch: given } = {}) {
 }
 
 /**
+ * The server's time when it answered (the `Date` header), in ms since the epoch; the browser's
+ * clock when there is none. Usage is counted per UTC day of the server's clock, and a browser's
+ * clock can be off by minutes or days.
+ */
+export function serverTime(headers) {
+  const at = Date.parse(headers?.get('Date') ?? '');
+  return Number.isFinite(at) ? at : Date.now();
+}
+
+/**
  * Parse an IETF RateLimit / RateLimit-Policy structured field list:
  * `"daily";q=100;w=86400, "burst";q=20;w=2` -> {daily: {q: 100, w: 86400}, burst: {...}}.
  */

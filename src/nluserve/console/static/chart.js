@@ -13,10 +13,13 @@ const SERIES_COLOURS = 10;
 
 let chartIds = 0;
 
-/** The last `days` UTC days as YYYY-MM-DD, oldest first (the server buckets usage by UTC day). */
-export function lastDays(days) {
+/**
+ * The last `days` UTC days as YYYY-MM-DD, oldest first, ending on the UTC day of `now`. The
+ * server buckets usage by its own UTC day: pass its time (serverTime() of the answer), not the
+ * browser's clock, which may be minutes or days off.
+ */
+export function lastDays(days, now = Date.now()) {
   const out = [];
-  const now = Date.now();
   for (let i = days - 1; i >= 0; i -= 1) {
     out.push(new Date(now - i * 86_400_000).toISOString().slice(0, 10));
   }

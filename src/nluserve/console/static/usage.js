@@ -1,7 +1,7 @@
 // Usage: the caller's own calls and characters per day and model (GET /v1/usage), today's
 // quota and the rate-limit policy read from the RateLimit / RateLimit-Policy response headers.
 
-import { call, parseLimits, superseded } from './api.js';
+import { call, parseLimits, serverTime, superseded } from './api.js';
 import { barChart, lastDays, seriesOf } from './chart.js';
 import { alert, fillWith, h, table } from './dom.js';
 import { describe } from './errors.js';
@@ -11,7 +11,7 @@ const PERIODS = [7, 14, 30];
 
 let root;
 let built = false;
-let last = null; // {days, data, policy, limits}
+let last = null; // {days, data, policy, limits, now}
 let ticket = 0; // the latest load(): only its answer is drawn (periods picked quickly, logout)
 const el = {};
 
@@ -78,6 +78,7 @@ async function load() {
       data,
       policy: parseLimits(headers.get('RateLimit-Policy')),
       limits: parseLimits(headers.get('RateLimit')),
+      now: serverTime(headers),
     };
     fillWith(el.message);
     render();
@@ -125,7 +126,8 @@ function quotaCard(rows, today) {
 
 function render() {
   if (!last) return;
-  const days = lastDays(last.days);
+  // The server's UTC days, whatever the browser's time zone or clock: the rows are keyed by them.
+  const days = lastDays(last.days, last.now);
   const inWindow = new Set(days);
   const rows = last.data.rows.filter((r) => inWindow.has(r.day));
   const today = days[days.length - 1];
@@ -145,6 +147,7 @@ function render() {
       barChart({ id: 'calls', title: t('us.calls'), days, series: seriesOf(rows, days, byModel, 'calls') }),
       barChart({ id: 'chars', title: t('us.chars'), days, series: seriesOf(rows, days, byModel, 'chars') }),
     ),
+    h('p', { class: 'muted', id: 'us-utc' }, t('us.utc')),
     rows.length ? null : h('p', { class: 'muted' }, t('us.empty')),
     h('h2', {}, t('us.byModel')),
     table(

@@ -1,9 +1,10 @@
-"""The console's leftovers: nested and overlapping highlights, usage days that are UTC days."""
+"""The console's nested highlights, UTC usage days and chart labels at phone width."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -363,3 +364,105 @@ def test_usage_window_follows_the_servers_clock_not_the_browsers(
         assert shown["days"] == _window(today, 7), skew
         assert shown["bars"] == [today.isoformat()], skew
         assert shown["total"] == 1, skew
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Chart labels at phone width: none overlaps another or leaves the chart, all readable.
+
+# One evaluation finds and measures the charts: a redraw between the two would detach them.
+LABELS_JS = """(selector) => [...document.querySelectorAll(selector)].map((figure) => {
+  const box = (el) => {
+    const r = el.getBoundingClientRect();
+    return { left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+  };
+  return {
+    chart: figure.dataset.chart,
+    svg: box(figure.querySelector('svg')),
+    // The labels drawn: a label of the set the container query hides has no box.
+    labels: [...figure.querySelectorAll('svg text')]
+      .map((t) => ({ text: t.textContent, ...box(t) }))
+      .filter((b) => b.right > b.left && b.bottom > b.top),
+  };
+})"""
+
+
+def _check_labels(page: Any, selector: str, width: int) -> list[dict[str, Any]]:
+    charts = page.evaluate(LABELS_JS, selector)
+    assert charts
+    slack = 0.5
+    for chart in charts:
+        svg, labels = chart["svg"], chart["labels"]
+        assert len(labels) >= 4, chart
+        for label in labels:
+            where = (chart["chart"], label)
+            assert (
+                label["left"] >= svg["left"] - slack and label["right"] <= svg["right"] + slack
+            ), where
+            assert (
+                label["top"] >= svg["top"] - slack and label["bottom"] <= svg["bottom"] + slack
+            ), where
+            assert label["left"] >= 0 and label["right"] <= width, where
+            # A line box of 15 px or more: text of about 11 px or more.
+            assert label["bottom"] - label["top"] >= 15, where
+        for i, a in enumerate(labels):
+            for b in labels[i + 1 :]:
+                apart = (
+                    a["right"] <= b["left"] + slack
+                    or b["right"] <= a["left"] + slack
+                    or a["bottom"] <= b["top"] + slack
+                    or b["bottom"] <= a["top"] + slack
+                )
+                assert apart, (chart["chart"], a, b)
+    return charts
+
+
+def test_chart_labels_fit_a_phone_screen(
+    server: Server, make_console: Make, shoot: Callable[..., Any]
+) -> None:
+    def busy(route: Any) -> None:
+        # Every day of the window has calls, with counts large enough for wide value labels.
+        response = route.fetch()
+        usage = response.json()
+        today = parsedate_to_datetime(response.headers["date"]).astimezone(UTC).date()
+        usage["rows"] = [
+            {
+                "day": day,
+                "tenant_id": "t",
+                "model": model,
+                "calls": 900 + 37 * i + 11 * m,
+                "texts": 1000 + 37 * i,
+                "chars": 60_000 + 1_500 * i + 700 * m,
+                "errors": 0,
+                "error_statuses": {},
+            }
+            for i, day in enumerate(_window(today, usage["days"]))
+            for m, model in enumerate(("general", "medical"))
+        ]
+        route.fulfill(response=response, json=usage)
+
+    key = server.tenant("phone-chart-e2e")
+    for locale in ("en-US", "zh-CN"):
+        console = make_console(locale=locale, width=360, height=740)
+        page = console.page
+        page.route(re.compile(r"/v1/usage\?"), busy)
+        console.login(key, "usage")
+        for days in ("7", "14", "30"):
+            page.select_option("#us-days", days)  # Refresh is disabled until it is drawn
+            page.wait_for_selector("#us-refresh:not([disabled])")
+            page.wait_for_function(
+                "(n) => document.querySelectorAll('[data-chart=chars] details tbody tr').length"
+                " === n && document.querySelector('[data-chart=chars]').dataset.total > 0",
+                arg=int(days),
+            )
+            _check_labels(page, "[data-chart]", 360)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        if locale == "en-US":
+            shoot(page, "usage-phone")
+
+    console = make_console(width=360, height=740)
+    console.login(server.admin_key, "admin")
+    console.page.locator("[data-chart=tenants] svg").wait_for()
+    _check_labels(console.page, "[data-chart=tenants]", 360)

@@ -2,13 +2,19 @@
 // and the same numbers as a table for screen readers and for copying.
 
 import { h, s, table } from './dom.js';
-import { num, t } from './i18n.js';
+import { compact, num, t } from './i18n.js';
 
 const WIDTH = 640;
 const HEIGHT = 240;
-// Tick labels are 20 units in a 640-unit-wide viewBox (console.css), so they stay readable when
-// the chart is scaled down to its column or to a phone; hence the wide left and bottom margins.
-const PAD = { left: 76, right: 12, top: 14, bottom: 40 };
+// The SVG is scaled to its box, so a label of 20 units reads as 13 px or more only while the
+// chart is 420 px wide or more; in a phone's column (about 310 px) it would be under 10 px.
+// Each chart therefore carries two sets of tick labels, laid out for their own size, and a
+// container query (console.css) shows the large, sparser set when the chart is narrow.
+const SETS = [
+  { cls: 'tick', size: 20 },
+  { cls: 'tick-narrow', size: 28 },
+];
+const BIGGEST = Math.max(...SETS.map((set) => set.size));
 const SERIES_COLOURS = 10;
 
 let chartIds = 0;
@@ -51,6 +57,17 @@ function niceMax(value) {
   return 10 * power;
 }
 
+// Advance widths in em, on the wide side (DejaVu Sans digits are 0.64 em): labels are spaced
+// and margins sized from this, and an estimate too large only costs a little room.
+function textWidth(text, size) {
+  let em = 0;
+  for (const ch of text) em += /[0-9]/.test(ch) ? 0.64 : /[-.,:/ ]/.test(ch) ? 0.42 : 1;
+  return em * size;
+}
+
+// A text's line box, which is what overlaps, is about 1.2 to 1.4 em: taller than its digits.
+const LINE = 1.4;
+
 /**
  * A <figure> with a stacked bar chart. `id` names it for tests (data-chart); data-total holds
  * the sum of every bar so a change in the data is visible without reading pixels.
@@ -58,29 +75,65 @@ function niceMax(value) {
 export function barChart({ id, title, days, series }) {
   chartIds += 1;
   const titleId = `chart-${chartIds}-title`;
+  const n = Math.max(1, days.length);
   const totals = days.map((_, i) => series.reduce((sum, one) => sum + one.values[i], 0));
   const grand = totals.reduce((a, b) => a + b, 0);
-  const top = niceMax(Math.max(0, ...totals));
-  const plotW = WIDTH - PAD.left - PAD.right;
-  const plotH = HEIGHT - PAD.top - PAD.bottom;
-  const step = plotW / Math.max(1, days.length);
-  const barW = Math.max(2, Math.min(40, step * 0.7));
-  const y = (value) => PAD.top + plotH - (value / top) * plotH;
+  const ceiling = niceMax(Math.max(0, ...totals));
+  // Counts are whole numbers: pick a gridline count that keeps every tick whole, five first,
+  // since its steps (2, 4, 5 or 10 times a power of ten) stay exact in compact form (1.2K).
+  const intervals = [5, 4, 2, 1].find((k) => Number.isInteger(ceiling / k)) ?? 4;
+  const values = [];
+  for (let k = 0; k <= intervals; k += 1) values.push((ceiling * k) / intervals);
+  const valueText = values.map((value) => compact(value));
+  const dayText = days.map((day) => day.slice(5));
 
-  // Counts are whole numbers: pick a gridline count that keeps every tick label whole.
-  const intervals = [4, 5, 2, 1].find((n) => Number.isInteger(top / n)) ?? 4;
-  const grid = [];
-  for (let k = 0; k <= intervals; k += 1) {
-    const value = (top * k) / intervals;
-    grid.push(
-      s('line', { class: 'grid', x1: PAD.left, x2: WIDTH - PAD.right, y1: y(value), y2: y(value) }),
-      s('text', { class: 'tick', x: PAD.left - 8, y: y(value) + 7, 'text-anchor': 'end' }, num(value, value % 1 ? 1 : 0)),
-    );
+  // Margins fit the largest labels: the value labels on the left, a line of labels above the
+  // top one and under the axis, half of today's label (centred on the last bar) on the right.
+  const widest = (texts, size) => Math.max(0, ...texts.map((text) => textWidth(text, size)));
+  const pad = {
+    left: Math.max(40, ...SETS.map(({ size }) => widest(valueText, size) + 0.4 * size)),
+    right: 12,
+    top: Math.ceil(0.75 * BIGGEST),
+    bottom: Math.ceil(1.5 * BIGGEST + 2),
+  };
+  const half = Math.max(...SETS.map(({ size }) => widest(dayText.slice(-1), size) / 2)) + 2;
+  const overhang = half - pad.right - (WIDTH - pad.left - pad.right) / (2 * n);
+  if (overhang > 0) pad.right += overhang / (1 - 1 / (2 * n));
+  const plotW = WIDTH - pad.left - pad.right;
+  const plotH = HEIGHT - pad.top - pad.bottom;
+  const step = plotW / n;
+  const barW = Math.max(2, Math.min(40, step * 0.7));
+  const y = (value) => pad.top + plotH - (value / ceiling) * plotH;
+  const centre = (i) => pad.left + i * step + step / 2;
+
+  const grid = values.map((value) =>
+    s('line', { class: 'grid', x1: pad.left, x2: WIDTH - pad.right, y1: y(value), y2: y(value) }),
+  );
+  const ticks = [];
+  for (const { cls, size } of SETS) {
+    // Value labels, from the top one down, as many as fit one line apart.
+    const every = Math.ceil((LINE * size + 2) / (plotH / intervals));
+    values.forEach((value, k) => {
+      if ((intervals - k) % every) return;
+      ticks.push(
+        s('text', { class: cls, 'font-size': size, x: pad.left - 0.4 * size, y: y(value) + 0.35 * size, 'text-anchor': 'end' }, valueText[k]),
+      );
+    });
+    // Day labels, counted back from today so that today always has one, spaced by a label's
+    // width, and none reaching left of the plot into the value labels.
+    const width = widest(dayText, size);
+    const gap = Math.max(1, Math.ceil((width + 0.5 * size) / step));
+    for (let i = days.length - 1; i >= 0; i -= gap) {
+      if (centre(i) - width / 2 < pad.left - 0.2 * size) break;
+      ticks.push(
+        s('text', { class: cls, 'font-size': size, x: centre(i), y: y(0) + 1.2 * size, 'text-anchor': 'middle' }, dayText[i]),
+      );
+    }
   }
-  const every = Math.ceil(days.length / 7); // at most 7 or 8 day labels: they must not overlap
+
   const bars = [];
   days.forEach((day, i) => {
-    const x = PAD.left + i * step + (step - barW) / 2;
+    const x = centre(i) - barW / 2;
     let base = 0;
     series.forEach((one, k) => {
       const value = one.values[i];
@@ -102,11 +155,6 @@ export function barChart({ id, title, days, series }) {
       bars.push(rect);
       base += value;
     });
-    if (i % every === 0 || i === days.length - 1) {
-      bars.push(
-        s('text', { class: 'tick', x: x + barW / 2, y: HEIGHT - PAD.bottom + 24, 'text-anchor': 'middle' }, day.slice(5)),
-      );
-    }
   });
 
   const svg = s(
@@ -120,8 +168,9 @@ export function barChart({ id, title, days, series }) {
     },
     s('title', { id: titleId }, `${title}: ${t('col.total')} ${num(grand)}`),
     grid,
-    s('line', { class: 'axis', x1: PAD.left, x2: WIDTH - PAD.right, y1: y(0), y2: y(0) }),
+    s('line', { class: 'axis', x1: pad.left, x2: WIDTH - pad.right, y1: y(0), y2: y(0) }),
     bars,
+    ticks,
   );
   const legend = h(
     'ul',

@@ -327,6 +327,12 @@ export function t(key, params = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : ''));
 }
 
+/** A number in a few characters (1.2K, 1.2万) for chart axes, whose space is short; tables and
+ * tooltips keep num(). */
+export function compact(value) {
+  return new Intl.NumberFormat(current === 'zh' ? 'zh-CN' : 'en', { notation: 'compact' }).format(value);
+}
+
 /** Locale-aware number formatting. */
 export function num(value, digits = 0) {
   return new Intl.NumberFormat(current === 'zh' ? 'zh-CN' : 'en', {

@@ -97,8 +97,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def _serve(data: Path, **extra_env: str) -> Iterator[Server]:
-    """``nluserve serve`` on a free loopback port with its data in ``data``, until the block ends."""
+def serve_console(data: Path, models: str = "general", **extra_env: str) -> Iterator[Server]:
+    """``nluserve serve`` of ``models`` on a free loopback port with its data in ``data``, until
+    the block ends."""
     _, admin_key = generate()
     port = _free_port()
     env = {
@@ -119,7 +120,7 @@ def _serve(data: Path, **extra_env: str) -> Iterator[Server]:
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "nluserve", "serve"),
-                *("--host", "127.0.0.1", "--port", str(port), "--models", "general"),
+                *("--host", "127.0.0.1", "--port", str(port), "--models", models),
             ],
             env=env,
             stdout=log,
@@ -149,14 +150,14 @@ def _serve(data: Path, **extra_env: str) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with _serve(tmp_path_factory.mktemp("e2e-data")) as running:
+    with serve_console(tmp_path_factory.mktemp("e2e-data")) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A second server with NLUSERVE_AUTH=false: every call is taken without a key."""
-    with _serve(tmp_path_factory.mktemp("e2e-open"), NLUSERVE_AUTH="false") as running:
+    with serve_console(tmp_path_factory.mktemp("e2e-open"), NLUSERVE_AUTH="false") as running:
         yield running
 
 

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from nluserve.tenancy.keys import generate
-from tests.e2e.conftest import AUTH_CACHE_S, START_TIMEOUT_S, Console, Server, _free_port
+from tests.e2e.conftest import Console, Server, serve_console
 
 pytestmark = pytest.mark.slow
 
@@ -29,59 +22,9 @@ Make = Callable[..., Console]
 # clock of their own (conftest's console_factory takes neither).
 
 
-@contextlib.contextmanager
-def _serve_models(data: Path, models: str) -> Iterator[Server]:
-    """conftest's server, serving `models` instead of `general` only."""
-    _, admin_key = generate()
-    port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("NLUSERVE_") or k.startswith("NLUSERVE_TEST")
-    }
-    env.update(
-        NLUSERVE_DATA_DIR=str(data),
-        NLUSERVE_ADMIN_KEY=admin_key,
-        NLUSERVE_AUTH_CACHE_S=AUTH_CACHE_S,
-        NLUSERVE_INFERENCE_THREADS="1",
-        NLUSERVE_LOG_LEVEL="warning",
-    )
-    log_path = data / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "nluserve", "serve"),
-                *("--host", "127.0.0.1", "--port", str(port), "--models", models),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nluserve serve exited:\n{log_path.read_text()}", pytrace=False)
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"nluserve serve not ready:\n{log_path.read_text()}", pytrace=False)
-            time.sleep(0.2)
-        yield Server(url, admin_key, env)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def medical_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with _serve_models(tmp_path_factory.mktemp("e2e-medical"), "medical") as running:
+    with serve_console(tmp_path_factory.mktemp("e2e-medical"), "medical") as running:
         yield running
 
 

@@ -56,19 +56,29 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
     raise ModelNotFoundError(f"unknown model {text!r}; installed models: {names}")
 
 
+def configured(refs: list[str]) -> dict[str, tuple[Path, Manifest] | None]:
+    """Each configured model reference with its directory and manifest (None: it does not
+    resolve or its manifest is unreadable; loading it reports why)."""
+    found: dict[str, tuple[Path, Manifest] | None] = {}
+    for ref in refs:
+        try:
+            directory = resolve(ref)
+            found[ref] = (directory, read_manifest(directory))
+        except (ModelNotFoundError, ModelIntegrityError):
+            found[ref] = None
+    return found
+
+
 def served_names(refs: list[str]) -> frozenset[str]:
     """The names the configured models serve under, read from their manifests.
 
     A reference that does not resolve counts under its own name: the CLI should not refuse a
     scope for a model the configuration names just because this machine lacks its files.
     """
-    names = set()
-    for ref in refs:
-        try:
-            names.add(read_manifest(resolve(ref)).name)
-        except (ModelNotFoundError, ModelIntegrityError):
-            names.add(Path(ref).name)
-    return frozenset(names)
+    return frozenset(
+        Path(ref).name if entry is None else entry[1].name
+        for ref, entry in configured(refs).items()
+    )
 
 
 def read_manifest(model_dir: Path) -> Manifest:

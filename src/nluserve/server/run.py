@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from typing import Any
@@ -35,16 +36,13 @@ def settle_inference_process(settings: Settings) -> Settings:
 
 
 def _largest_graph(refs: list[str]) -> int:
-    from nluserve.errors import NluserveError
-    from nluserve.models.store import read_manifest, resolve
+    from nluserve.models.store import configured
 
     sizes = [0]
-    for ref in refs:
-        try:
-            directory = resolve(ref)
-            sizes.append((directory / read_manifest(directory).graph).stat().st_size)
-        except (NluserveError, OSError):
-            continue  # loading it reports the problem properly
+    for entry in configured(refs).values():
+        if entry is not None:
+            with contextlib.suppress(OSError):  # a missing graph fails the load, with its reason
+                sizes.append((entry[0] / entry[1].graph).stat().st_size)
     return max(sizes)
 
 

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         ge=0,
         description="inference threads per process; 0 = cores / workers (never more than the cores in all)",
     )
+    inference_run_threads: int = Field(
+        1,
+        ge=1,
+        description="intra-op threads of each graph run in the inference process, which then "
+        "runs the thread budget divided by this at once: 2 on 2 cores halves a lone "
+        "transformer-size call's latency for about 8 % of the peak (docs/serving.md)",
+    )
     device: Literal["cpu", "cuda"] = Field(
         "cpu",
         description="where models run: cpu, or cuda (onnxruntime-gpu; see inference_process)",
@@ -198,6 +205,13 @@ class Settings(BaseSettings):
         """Graphs running at once on this machine, all processes together (<= the cores)."""
         per_worker = self.inference_threads or max(1, usable_cores() // self.workers)
         return per_worker * self.workers
+
+    def inference_layout(self) -> tuple[int, int]:
+        """(intra-op threads per graph run, runs at once) in the inference process: together
+        never more threads than the budget."""
+        budget = self.thread_budget()
+        per_run = min(self.inference_run_threads, budget)
+        return per_run, max(1, budget // per_run)
 
     def threads_per_process(self) -> int:
         """Batch runner threads in each worker.

@@ -98,3 +98,52 @@ def test_with_the_inference_process_each_worker_may_use_the_whole_budget(
     assert local.thread_budget() == remote.thread_budget() == budget
     assert local.threads_per_process() * workers == budget  # in-process: a share each
     assert remote.threads_per_process() == budget  # the process admits `budget` in all
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "run_threads", "layout"),
+    [
+        (2, 2, 1, (1, 2)),  # the default: one thread a run, as many runs as cores
+        (2, 2, 2, (2, 1)),  # a lone call on both cores, one run at a time
+        (2, 1, 4, (2, 1)),  # never more threads than the budget
+        (8, 4, 2, (2, 4)),
+        (8, 4, 3, (3, 2)),  # 3 x 2 <= 8: the rest stays idle rather than oversubscribed
+    ],
+)
+def test_the_inference_process_splits_the_budget_into_runs_of_the_given_threads(
+    monkeypatch: pytest.MonkeyPatch,
+    cores: int,
+    workers: int,
+    run_threads: int,
+    layout: tuple[int, int],
+) -> None:
+    monkeypatch.setattr("nluserve.settings.usable_cores", lambda: cores)
+    settings = Settings(workers=workers, inference_process="on", inference_run_threads=run_threads)
+    assert settings.inference_layout() == layout
+    threads, slots = layout
+    assert threads * slots <= settings.thread_budget()
+
+
+def test_serve_starts_the_inference_process_with_that_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: dict[str, Any] = {}
+
+    class FakeHost:  # records what serve() asks for; the real one is tested elsewhere
+        def __init__(self, models: list[str], device: str, **kwargs: Any) -> None:
+            started.update(kwargs)
+
+        def start(self) -> FakeHost:
+            return self
+
+        def stop(self) -> None:
+            started["stopped"] = True
+
+    monkeypatch.setattr("nluserve.settings.usable_cores", lambda: 2)
+    monkeypatch.setattr("nluserve.runtime.remote.InferenceHost", FakeHost)
+    monkeypatch.setattr("nluserve.server.run._serve", lambda settings: None)
+    monkeypatch.setattr("nluserve.observability.logging.configure", lambda *args: None)
+    from nluserve.server.run import serve
+
+    serve(Settings(workers=2, inference_process="on", inference_run_threads=2))
+    assert (started["threads"], started["slots"], started["stopped"]) == (2, 1, True)

@@ -66,11 +66,12 @@ def serve(settings: Settings) -> None:
         from nluserve.runtime.remote import InferenceHost
 
         # Before the app is built: the workers' models connect to it (see runtime/host.py).
+        threads, slots = settings.inference_layout()
         host = InferenceHost(
             settings.models,
             settings.device,
-            threads=1,
-            slots=settings.thread_budget(),
+            threads=threads,
+            slots=slots,
             on_restart=metrics.INFERENCE_RESTARTS.inc,
         ).start()
     try:

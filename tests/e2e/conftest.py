@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,18 +249,30 @@ def shoot(artefacts: Path) -> Any:
 
 @pytest.fixture
 def console_factory(browser: Any, server: Server) -> Iterator[Any]:
-    """make(locale=..., width=..., height=..., on=server) -> Console; every context closes after
-    the test, and a test fails if any page hit a script error or a CSP violation."""
+    """make(locale=..., width=..., height=..., on=server, timezone_id=..., clock=...) -> Console;
+    every context closes after the test, and a test fails if any page hit a script error or a
+    CSP violation. `clock` fixes the browser's Date at that time (timers keep running)."""
     opened: list[Console] = []
 
     def make(
-        locale: str = "en-US", width: int = 1280, height: int = 900, on: Server | None = None
+        locale: str = "en-US",
+        width: int = 1280,
+        height: int = 900,
+        on: Server | None = None,
+        timezone_id: str | None = None,
+        clock: datetime | None = None,
     ) -> Console:
+        zone = {"timezone_id": timezone_id} if timezone_id else {}
         context = browser.new_context(
-            locale=locale, viewport={"width": width, "height": height}, device_scale_factor=1
+            locale=locale,
+            viewport={"width": width, "height": height},
+            device_scale_factor=1,
+            **zone,
         )
         context.set_default_timeout(15_000)
         console = Console(context, on or server)
+        if clock is not None:
+            console.page.clock.set_fixed_time(clock)
         opened.append(console)
         return console
 

@@ -18,53 +18,13 @@ pytestmark = pytest.mark.slow
 Make = Callable[..., Console]
 
 # ---------------------------------------------------------------------------------------------
-# Fixtures: a server for the nested `medical` model, and browser contexts with a time zone or a
-# clock of their own (conftest's console_factory takes neither).
+# A server for the nested `medical` model (browser time zones and clocks: console_factory).
 
 
 @pytest.fixture(scope="module")
 def medical_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with serve_console(tmp_path_factory.mktemp("e2e-medical"), "medical") as running:
         yield running
-
-
-@pytest.fixture
-def make_console(browser: Any, server: Server) -> Iterator[Make]:
-    """make(timezone_id=..., clock=..., locale=..., width=..., height=..., on=...) -> Console.
-
-    `clock` fixes the browser's Date at that time (timers keep running). Like console_factory,
-    a test fails if a page hit a script error or a CSP violation."""
-    opened: list[Console] = []
-
-    def make(
-        timezone_id: str | None = None,
-        clock: datetime | None = None,
-        locale: str = "en-US",
-        width: int = 1280,
-        height: int = 900,
-        on: Server | None = None,
-    ) -> Console:
-        options: dict[str, Any] = {}
-        if timezone_id:
-            options["timezone_id"] = timezone_id
-        context = browser.new_context(
-            locale=locale,
-            viewport={"width": width, "height": height},
-            device_scale_factor=1,
-            **options,
-        )
-        context.set_default_timeout(15_000)
-        console = Console(context, on or server)
-        if clock is not None:
-            console.page.clock.set_fixed_time(clock)
-        opened.append(console)
-        return console
-
-    yield make
-    problems = [p for c in opened for p in c.problems]
-    for c in opened:
-        c.context.close()
-    assert not problems, problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +160,7 @@ MEDICAL_TEXTS = [
 
 
 def test_the_medical_models_nested_entities_are_all_highlighted(
-    medical_server: Server, make_console: Make
+    medical_server: Server, console_factory: Make
 ) -> None:
     key = medical_server.tenant("medical-e2e")
     answer = medical_server.api(
@@ -214,7 +174,7 @@ def test_the_medical_models_nested_entities_are_all_highlighted(
         if inner is not outer and outer["start"] <= inner["start"] and inner["end"] <= outer["end"]
     ]
     assert nested, f"the medical model nested nothing in these texts: {answer['results']}"
-    console = make_console(on=medical_server)
+    console = console_factory(on=medical_server)
     page = console.page
     console.login(key)
     page.select_option("#pg-model", "medical")
@@ -274,11 +234,11 @@ def _window(today: date, days: int) -> list[str]:
     return [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
 
 
-def test_usage_days_are_utc_days_in_any_time_zone(server: Server, make_console: Make) -> None:
+def test_usage_days_are_utc_days_in_any_time_zone(server: Server, console_factory: Make) -> None:
     key = _usage_with_calls(server, "utc-days-e2e", 2)
     local_days = set()
     for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):  # UTC+14 and UTC-11
-        console = make_console(timezone_id=zone)
+        console = console_factory(timezone_id=zone)
         today = _server_today(server, key)
         console.login(key, "usage")
         shown = _shown_days(console.page)
@@ -294,12 +254,12 @@ def test_usage_days_are_utc_days_in_any_time_zone(server: Server, make_console: 
 
 
 def test_usage_window_follows_the_servers_clock_not_the_browsers(
-    server: Server, make_console: Make
+    server: Server, console_factory: Make
 ) -> None:
     key = _usage_with_calls(server, "skewed-clock-e2e", 1)
     now = datetime.now(UTC)
     for skew in (timedelta(days=2, hours=3), timedelta(days=-8)):
-        console = make_console(timezone_id="Asia/Shanghai", clock=now + skew)
+        console = console_factory(timezone_id="Asia/Shanghai", clock=now + skew)
         today = _server_today(server, key)
         console.login(key, "usage")
         shown = _shown_days(console.page)
@@ -360,7 +320,7 @@ def _check_labels(page: Any, selector: str, width: int) -> list[dict[str, Any]]:
 
 
 def test_chart_labels_fit_a_phone_screen(
-    server: Server, make_console: Make, shoot: Callable[..., Any]
+    server: Server, console_factory: Make, shoot: Callable[..., Any]
 ) -> None:
     def busy(route: Any) -> None:
         # Every day of the window has calls, with counts large enough for wide value labels.
@@ -385,7 +345,7 @@ def test_chart_labels_fit_a_phone_screen(
 
     key = server.tenant("phone-chart-e2e")
     for locale in ("en-US", "zh-CN"):
-        console = make_console(locale=locale, width=360, height=740)
+        console = console_factory(locale=locale, width=360, height=740)
         page = console.page
         page.route(re.compile(r"/v1/usage\?"), busy)
         console.login(key, "usage")
@@ -405,7 +365,7 @@ def test_chart_labels_fit_a_phone_screen(
         if locale == "en-US":
             shoot(page, "usage-phone")
 
-    console = make_console(width=360, height=740)
+    console = console_factory(width=360, height=740)
     console.login(server.admin_key, "admin")
     console.page.locator("[data-chart=tenants] svg").wait_for()
     _check_labels(console.page, "[data-chart=tenants]", 360)

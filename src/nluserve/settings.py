@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         "runs the thread budget divided by this at once: 2 on 2 cores halves a lone "
         "transformer-size call's latency for about 8 % of the peak (docs/serving.md)",
     )
+    inference_merge: bool = Field(
+        True,
+        description="the inference process merges batches of the same model from different "
+        "workers into one run, within the batch limits above (docs/serving.md)",
+    )
     device: Literal["cpu", "cuda"] = Field(
         "cpu",
         description="where models run: cpu, or cuda (onnxruntime-gpu; see inference_process)",

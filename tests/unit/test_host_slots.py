@@ -18,6 +18,7 @@ import pytest
 
 from nluserve import load_model
 from nluserve.runtime.host import serve_connection
+from nluserve.runtime.runqueue import RunQueue
 from nluserve.runtime.wire import pack, unpack
 from nluserve.settings import Settings
 
@@ -43,10 +44,11 @@ class _Overlap:
                 self.running -= 1
 
 
-def _callers(slots: threading.Semaphore | None, connections: int = 6) -> int:
+def _callers(slots: int, merge: bool = True, connections: int = 6) -> int:
     model = load_model("sentiment", threads=1)
     feeds = model.encoder(["房间很干净，服务也好。"])
     graph = _Overlap(model.backend)
+    runs = RunQueue({"sentiment": graph}, slots=slots, merge=merge)
     ends: list[Connection] = []
     servers = []
     for _ in range(connections):
@@ -54,8 +56,7 @@ def _callers(slots: threading.Semaphore | None, connections: int = 6) -> int:
         ends.append(mine)
         server = threading.Thread(
             target=serve_connection,
-            args=(theirs, {"sentiment": graph}),
-            kwargs={"slots": slots},
+            args=(theirs, runs),
             daemon=True,
         )
         server.start()
@@ -79,13 +80,14 @@ def _callers(slots: threading.Semaphore | None, connections: int = 6) -> int:
     return graph.most
 
 
-def test_runs_over_all_connections_never_exceed_the_slots() -> None:
-    assert _callers(threading.Semaphore(2)) == 2
+@pytest.mark.parametrize("merge", [True, False])
+def test_runs_over_all_connections_never_exceed_the_slots(merge: bool) -> None:
+    assert _callers(2, merge) == 2
 
 
-def test_without_slots_every_connection_runs_at_once() -> None:
+def test_with_a_slot_per_connection_every_connection_runs_at_once() -> None:
     # What the slots prevent: six workers' runner threads on two cores at once.
-    assert _callers(None) > 2
+    assert _callers(6, merge=False) > 2
 
 
 @pytest.mark.parametrize(("workers", "threads", "budget"), [(2, 0, 2), (4, 0, 4), (2, 3, 6)])

@@ -54,6 +54,12 @@ INFERENCE_PROCESS_RUN = Histogram(
     ["model"],
     buckets=_LATENCY,
 )
+INFERENCE_PROCESS_MERGED = Histogram(
+    "nluserve_inference_process_batches_per_run",
+    "Workers' batches merged into one graph run by the shared inference process",
+    ["model"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+)
 INFERENCE_PROCESS_FAILURES = Counter(
     "nluserve_inference_process_failures_total",
     "Runs the shared inference process answered with an error",

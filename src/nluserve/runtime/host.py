@@ -12,31 +12,22 @@ It exits when stdin closes, so it never outlives the server that started it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
 import threading
-import time
-from collections.abc import Callable
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 
 from nluserve.errors import NluserveError
 from nluserve.models import store
+from nluserve.runtime.runqueue import RunObserver, RunQueue
 from nluserve.runtime.session import OnnxBackend, providers_for
 from nluserve.runtime.wire import pack, unpack
 
 log = logging.getLogger("nluserve.inference")
-
-# (model, seconds, ok) after each run; the server's metrics when it keeps them across processes.
-RunObserver = Callable[[str, float, bool], None]
-
-
-def _ignore(model: str, seconds: float, ok: bool) -> None:
-    return None
 
 
 def load_backends(models: list[str], device: str, threads: int) -> dict[str, OnnxBackend]:
@@ -53,17 +44,11 @@ def load_backends(models: list[str], device: str, threads: int) -> dict[str, Onn
     return backends
 
 
-def serve_connection(
-    conn: Connection,
-    backends: dict[str, OnnxBackend],
-    observe: RunObserver = _ignore,
-    slots: threading.Semaphore | None = None,
-) -> None:
+def serve_connection(conn: Connection, runs: RunQueue) -> None:
     """Answer one worker thread's requests, in order, until it hangs up.
 
-    ``slots`` bounds the graphs running at once over all connections. A
-    ``threading.Semaphore`` wakes its waiters in about the order they came, so the machine's
-    cores serve one queue of every worker's batches rather than one queue per worker.
+    Every connection's batches go to the one ``RunQueue``, so the machine's cores (or its GPU)
+    serve one queue of every worker's batches, merged where they fit, rather than one per worker.
     """
     with conn:
         while True:
@@ -74,17 +59,9 @@ def serve_connection(
             try:
                 header, feeds = unpack(data)
                 if header.get("op") == "ping":
-                    reply = pack({"ok": True, "models": sorted(backends)})
+                    reply = pack({"ok": True, "models": sorted(runs.graphs)})
                 else:
-                    backend = backends[header["model"]]
-                    with slots or contextlib.nullcontext():
-                        started = time.perf_counter()
-                        try:
-                            output = backend.run(feeds)
-                        except Exception:
-                            observe(header["model"], time.perf_counter() - started, False)
-                            raise
-                        observe(header["model"], time.perf_counter() - started, True)
+                    output = runs.run(header["model"], feeds)
                     reply = pack({"ok": True}, {"output": output})
             except Exception as exc:  # the worker raises it for its callers; we keep serving
                 reply = pack({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -97,12 +74,17 @@ def serve_connection(
 def _metrics_observer() -> RunObserver:
     """Record runs where the server aggregates metrics across processes, else nowhere."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return _ignore  # this process's own registry would never be scraped
-    from nluserve.observability.metrics import INFERENCE_PROCESS_FAILURES, INFERENCE_PROCESS_RUN
+        return lambda *_: None  # this process's own registry would never be scraped
+    from nluserve.observability.metrics import (
+        INFERENCE_PROCESS_FAILURES,
+        INFERENCE_PROCESS_MERGED,
+        INFERENCE_PROCESS_RUN,
+    )
 
-    def observe(model: str, seconds: float, ok: bool) -> None:
+    def observe(model: str, seconds: float, ok: bool, batches: int) -> None:
         if ok:
             INFERENCE_PROCESS_RUN.labels(model).observe(seconds)
+            INFERENCE_PROCESS_MERGED.labels(model).observe(batches)
         else:
             INFERENCE_PROCESS_FAILURES.labels(model).inc()
 
@@ -117,8 +99,14 @@ def main() -> None:
     except NluserveError as exc:  # no provider, a missing or corrupt model: one line, not a trace
         log.error("inference process: %s", exc)
         sys.exit(1)
-    observe = _metrics_observer()
-    slots = threading.Semaphore(max(1, int(config.get("slots", 1))))
+    runs = RunQueue(
+        backends,
+        slots=int(config.get("slots", 1)),
+        merge=bool(config.get("merge", True)),
+        max_rows=int(config.get("max_rows", 32)),
+        batch_tokens=int(config.get("batch_tokens", 4096)),
+        observe=_metrics_observer(),
+    )
     address = config["address"]
     Path(address).unlink(missing_ok=True)  # left by a predecessor that was killed
     listener = Listener(address, family="AF_UNIX", authkey=bytes.fromhex(config["authkey"]))
@@ -131,9 +119,7 @@ def main() -> None:
             except (AuthenticationError, EOFError, ConnectionError) as exc:
                 log.warning("inference process: refused a connection (%s)", type(exc).__name__)
                 continue
-            threading.Thread(
-                target=serve_connection, args=(conn, backends, observe, slots), daemon=True
-            ).start()
+            threading.Thread(target=serve_connection, args=(conn, runs), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True, name="accept").start()
     sys.stdout.write("ready\n")  # the parent waits for this line (protocol, not a log)

@@ -122,6 +122,9 @@ class InferenceHost:
         device: str,
         threads: int,
         slots: int = 1,
+        merge: bool = True,
+        max_rows: int = 32,
+        batch_tokens: int = 4096,
         startup_timeout_s: float = 600.0,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
@@ -129,6 +132,9 @@ class InferenceHost:
         self.device = device
         self.threads = threads
         self.slots = slots  # graphs run at once, over all workers' connections
+        self.merge = merge  # workers' batches merged into one run where they fit (runqueue.py)
+        self.max_rows = max_rows
+        self.batch_tokens = batch_tokens
         self.startup_timeout_s = startup_timeout_s
         self.dir = tempfile.mkdtemp(prefix="nluserve-inference-")
         self.address = os.path.join(self.dir, "socket")
@@ -178,6 +184,9 @@ class InferenceHost:
             "device": self.device,
             "threads": self.threads,
             "slots": self.slots,
+            "merge": self.merge,
+            "max_rows": self.max_rows,
+            "batch_tokens": self.batch_tokens,
             "address": self.address,
             "authkey": self.authkey.hex(),
         }

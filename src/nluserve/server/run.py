@@ -72,6 +72,9 @@ def serve(settings: Settings) -> None:
             settings.device,
             threads=threads,
             slots=slots,
+            merge=settings.inference_merge,
+            max_rows=settings.max_batch_texts,
+            batch_tokens=settings.batch_tokens,
             on_restart=metrics.INFERENCE_RESTARTS.inc,
         ).start()
     try:

@@ -201,6 +201,12 @@ def test_served_over_http_by_two_workers_that_hold_no_session(
         runs = metric(exposition, "nluserve_inference_process_run_seconds_count", {"model": "tiny"})
         batches = metric(exposition, "nluserve_batch_size_texts_count", {"model": "tiny"})
         assert runs >= 6 and runs >= batches
+        # One call at a time: each run holds one worker batch, none merged with another's.
+        merged = {"model": "tiny"}
+        assert (
+            metric(exposition, "nluserve_inference_process_batches_per_run_count", merged) == runs
+        )
+        assert metric(exposition, "nluserve_inference_process_batches_per_run_sum", merged) == runs
         assert metric(exposition, "nluserve_inference_process_run_seconds_sum") > 0
 
         group = _group(proc.pid)

@@ -1,0 +1,189 @@
+"""The inference process's one queue of graph runs, merging batches from different workers.
+
+Every HTTP worker batches its own callers, but a worker only sees its own share of the load:
+with four workers, four batches of two wait for the graph where one batch of eight could run.
+Here all of them wait in one FIFO, and a free run slot takes the oldest batch plus every later
+batch for the same model that fits beside it (same inputs; widths within the padding a worker
+allows itself, ``max_padding``; the count and token limits of a worker's batch). It never waits
+for more: a slot that is free runs what is queued at once (work-conserving, as Triton and TEI).
+
+Why not a library: Triton's and TEI's schedulers are servers of their own, and the queue that
+matters here sits behind our socket, between our workers and one ONNX Runtime session.
+
+Rows are padded with zeros along axis 1 to the longest batch's width. That is what the workers'
+own batches do (the bundled char graphs mask by ``lengths``, BERT-style graphs by
+``attention_mask``), and the decoders read each row's output only within its own length, so a
+row's answer is its answer alone. If a merged run fails, each batch is run again on its own, so
+a bad batch fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from nluserve.runtime.model import max_padding
+
+# (model, seconds, ok, batches merged into the run) after each graph run.
+RunObserver = Callable[[str, float, bool, int], None]
+
+
+class Graph(Protocol):
+    """A loaded graph: ONNX Runtime's session in the process, anything alike in tests."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output of one padded batch."""
+        ...
+
+
+def _ignore(model: str, seconds: float, ok: bool, batches: int) -> None:
+    return None
+
+
+def width(feeds: Mapping[str, np.ndarray]) -> int:
+    """The padded length of a batch: axis 1 of its first input with one (its token ids)."""
+    for array in feeds.values():
+        if array.ndim >= 2:
+            return int(array.shape[1])
+    return 0
+
+
+def _signature(
+    feeds: Mapping[str, np.ndarray],
+) -> tuple[tuple[str, str, int, tuple[int, ...]], ...]:
+    return tuple((k, a.dtype.str, a.ndim, tuple(a.shape[2:])) for k, a in feeds.items())
+
+
+def merge(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One batch of every batch's rows in order, each input zero-padded to the widest."""
+    merged = {}
+    for name in batches[0]:
+        arrays = [b[name] for b in batches]
+        if arrays[0].ndim >= 2:
+            wide = max(a.shape[1] for a in arrays)
+            arrays = [
+                np.pad(a, [(0, 0), (0, wide - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
+                for a in arrays
+            ]
+        merged[name] = np.concatenate(arrays, axis=0)
+    return merged
+
+
+@dataclass(eq=False)
+class _Job:
+    model: str
+    feeds: dict[str, np.ndarray]
+    rows: int
+    width: int
+    signature: tuple[tuple[str, str, int, tuple[int, ...]], ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    output: np.ndarray | None = None
+    error: Exception | None = None
+
+
+class RunQueue:
+    """``slots`` runner threads serve one queue of every connection's batches."""
+
+    def __init__(
+        self,
+        graphs: Mapping[str, Graph],
+        slots: int = 1,
+        merge: bool = True,
+        max_rows: int = 32,
+        batch_tokens: int = 4096,
+        observe: RunObserver = _ignore,
+    ) -> None:
+        self.graphs = graphs
+        self.merge = merge
+        self.max_rows = max_rows
+        self.batch_tokens = batch_tokens
+        self.observe = observe
+        self._queue: deque[_Job] = deque()
+        self._ready = threading.Condition()
+        for k in range(max(1, slots)):
+            threading.Thread(target=self._serve, daemon=True, name=f"run-{k}").start()
+
+    @property
+    def depth(self) -> int:
+        """Batches waiting for a run slot."""
+        with self._ready:
+            return len(self._queue)
+
+    def run(self, model: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """This batch's output rows, in order; blocks until its run is done."""
+        graph = self.graphs[model]  # KeyError: an unknown model fails this call only
+        names = getattr(graph, "input_names", None)
+        if names is not None:  # the worker's extra arrays (token offsets) never reach the graph
+            feeds = {k: feeds[k] for k in names}
+        rows = next(iter(feeds.values())).shape[0] if feeds else 0
+        job = _Job(model, feeds, rows, width(feeds), _signature(feeds))
+        with self._ready:
+            self._queue.append(job)
+            self._ready.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.output is not None
+        return job.output
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                jobs = self._take()
+            self._execute(jobs)
+
+    def _take(self) -> list[_Job]:
+        """The oldest batch and the later ones that may share its run (the lock is held)."""
+        head = self._queue.popleft()
+        jobs = [head]
+        if not self.merge:
+            return jobs
+        rows, low, high = head.rows, head.width, head.width
+        kept: deque[_Job] = deque()
+        for job in self._queue:
+            lo, hi = min(low, job.width), max(high, job.width)
+            fits = (
+                job.model == head.model
+                and job.signature == head.signature
+                and hi <= max_padding(lo)
+                and rows + job.rows <= self.max_rows
+                and (rows + job.rows) * hi <= self.batch_tokens
+            )
+            if fits:
+                jobs.append(job)
+                rows, low, high = rows + job.rows, lo, hi
+            else:
+                kept.append(job)
+        self._queue = kept
+        return jobs
+
+    def _execute(self, jobs: list[_Job]) -> None:
+        model = jobs[0].model
+        graph = self.graphs[model]
+        feeds = jobs[0].feeds if len(jobs) == 1 else merge([j.feeds for j in jobs])
+        started = time.perf_counter()
+        try:
+            output = np.asarray(graph.run(feeds))
+        except Exception as exc:
+            self.observe(model, time.perf_counter() - started, False, len(jobs))
+            if len(jobs) == 1:
+                jobs[0].error = exc
+                jobs[0].done.set()
+            else:  # find the batch that failed: the others still get their answers
+                for job in jobs:
+                    self._execute([job])
+            return
+        self.observe(model, time.perf_counter() - started, True, len(jobs))
+        offset = 0
+        for job in jobs:
+            job.output = output[offset : offset + job.rows]
+            offset += job.rows
+            job.done.set()

@@ -1,0 +1,193 @@
+"""The inference process's run queue merges different workers' batches into one graph run.
+
+Real bundled graphs (ONNX Runtime sessions) throughout. The first run of each test is held at
+a gate, so the batches sent after it are queued behind it when the slot frees, as they are
+when several workers' batches arrive during a run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nluserve import load_model
+from nluserve.runtime.model import Model
+from nluserve.runtime.runqueue import RunQueue, merge, width
+
+
+class _Gated:
+    """A real graph that records each run's rows; its first run waits for ``gate``."""
+
+    def __init__(self, graph: Any, poison: int | None = None) -> None:
+        self.graph = graph
+        self.input_names = graph.input_names
+        self.gate = threading.Event()
+        self.runs: list[int] = []
+        self.poison = poison  # a text of this length makes a run fail, as a bad input would
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        self.runs.append(int(feeds["lengths"].shape[0]))
+        if len(self.runs) == 1:
+            assert self.gate.wait(30)
+        if self.poison is not None and (feeds["lengths"] == self.poison).any():
+            raise ValueError("a poisoned batch")
+        return np.asarray(self.graph.run(feeds))
+
+
+@pytest.fixture(scope="module")
+def general() -> Model:
+    return load_model("general", threads=1)
+
+
+@pytest.fixture(scope="module")
+def sentiment() -> Model:
+    return load_model("sentiment", threads=1)
+
+
+def _queue_behind_a_run(
+    runs: RunQueue, batches: list[tuple[str, dict[str, np.ndarray]]], graphs: list[_Gated]
+) -> list[np.ndarray | Exception]:
+    """Run the first batch, queue the others while it runs, then let it finish."""
+    answers: list[np.ndarray | Exception] = [ValueError("no answer")] * len(batches)
+
+    def call(k: int) -> None:
+        try:
+            answers[k] = runs.run(*batches[k])
+        except Exception as exc:
+            answers[k] = exc
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(batches))]
+    threads[0].start()
+    deadline = time.monotonic() + 30
+    while not any(g.runs for g in graphs) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    for thread in threads[1:]:
+        thread.start()
+    while runs.depth < len(batches) - 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert runs.depth == len(batches) - 1
+    for g in graphs:
+        g.gate.set()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+TEXTS = [
+    ["张三在北京大学读书。"],
+    ["李四去了上海浦东新区。", "王五在深圳。"],
+    ["赵六在广州的华为公司上班。"],
+    ["小明喜欢看三体这本书。"],
+]
+
+
+def test_merged_batches_get_exactly_their_own_answers(general: Model) -> None:
+    graph = _Gated(general.backend)
+    runs = RunQueue({"general": graph}, slots=1)
+    batches = [("general", general.encoder(t)) for t in TEXTS]
+    answers = _queue_behind_a_run(runs, batches, [graph])
+
+    assert graph.runs == [1, 4]  # the three queued batches ran as one
+    for (_, feeds), got in zip(batches, answers, strict=True):
+        assert isinstance(got, np.ndarray)
+        alone = general.backend.run(feeds)
+        assert got.shape[0] == alone.shape[0]
+        w = width(feeds)
+        # Span logits (labels, L, L): the merged run is padded wider; within a batch's own
+        # width every logit is the one its own run gives.
+        np.testing.assert_allclose(got[:, :, :w, :w], alone, atol=1e-4)
+
+
+def test_classification_batches_with_different_ngram_counts_merge(sentiment: Model) -> None:
+    graph = _Gated(sentiment.backend)
+    runs = RunQueue({"sentiment": graph}, slots=1)
+    reviews = [["房间很干净。"], ["服务态度很差，不会再来。"], ["早餐一般", "位置很好，交通方便。"]]
+    batches = [("sentiment", sentiment.encoder(r)) for r in reviews]
+    assert len({b["ngrams"].shape[1] for _, b in batches}) == 3
+    answers = _queue_behind_a_run(runs, batches, [graph])
+
+    assert graph.runs == [1, 3]
+    for (_, feeds), got in zip(batches, answers, strict=True):
+        np.testing.assert_allclose(got, sentiment.backend.run(feeds), atol=1e-4)
+
+
+def test_a_batch_too_long_to_pad_to_runs_on_its_own(general: Model) -> None:
+    graph = _Gated(general.backend)
+    runs = RunQueue({"general": graph}, slots=1)
+    texts = [["短句一。"], ["短句二在这里。"], ["长" * 48], ["短句三在那里。"]]
+    batches = [("general", general.encoder(t)) for t in texts]
+    answers = _queue_behind_a_run(runs, batches, [graph])
+
+    # The oldest queued batch goes first with what fits beside it; the 48-character batch
+    # would pad the short ones fourfold, so it waits for the next run.
+    assert graph.runs == [1, 2, 1]
+    assert all(isinstance(a, np.ndarray) for a in answers)
+
+
+def test_batches_of_different_models_never_share_a_run(general: Model) -> None:
+    first, second = _Gated(general.backend), _Gated(general.backend)
+    runs = RunQueue({"a": first, "b": second}, slots=1)
+    batches = [("a", general.encoder(TEXTS[0]))]
+    batches += [(name, general.encoder(t)) for name, t in zip("bab", TEXTS[1:], strict=True)]
+    _queue_behind_a_run(runs, batches, [first, second])
+
+    assert first.runs == [1, 1]  # batch 0, then batch 2: the other model's batches sit between
+    assert second.runs == [3]  # batches 1 and 3 (model b) together
+
+
+def test_the_worker_batch_limits_bound_a_merged_run(general: Model) -> None:
+    graph = _Gated(general.backend)
+    runs = RunQueue({"general": graph}, slots=1, max_rows=3)
+    batches = [("general", general.encoder([f"第{k}句话在这里。"])) for k in range(6)]
+    _queue_behind_a_run(runs, batches, [graph])
+    assert graph.runs == [1, 3, 2]
+
+    graph = _Gated(general.backend)
+    w = width(batches[0][1])
+    runs = RunQueue({"general": graph}, slots=1, batch_tokens=2 * w)
+    _queue_behind_a_run(runs, batches, [graph])
+    assert graph.runs == [1, 2, 2, 1]
+
+
+def test_without_merging_every_batch_runs_on_its_own(general: Model) -> None:
+    graph = _Gated(general.backend)
+    runs = RunQueue({"general": graph}, slots=1, merge=False)
+    batches = [("general", general.encoder(t)) for t in TEXTS]
+    _queue_behind_a_run(runs, batches, [graph])
+    assert graph.runs == [1, 2, 1, 1]
+
+
+def test_a_failing_batch_fails_only_its_own_caller(general: Model) -> None:
+    poisoned = "毒" * 7
+    graph = _Gated(general.backend, poison=len(poisoned))
+    runs = RunQueue({"general": graph}, slots=1)
+    texts = [TEXTS[0], TEXTS[2], [poisoned], TEXTS[3]]
+    batches = [("general", general.encoder(t)) for t in texts]
+    answers = _queue_behind_a_run(runs, batches, [graph])
+
+    assert graph.runs == [1, 3, 1, 1, 1]  # the merged run failed; each batch ran again alone
+    assert isinstance(answers[2], ValueError)
+    for k in (0, 1, 3):
+        got = answers[k]
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_allclose(got, general.backend.run(batches[k][1]), atol=1e-4)
+
+
+def test_an_unknown_model_fails_before_it_is_queued(general: Model) -> None:
+    runs = RunQueue({"general": general.backend}, slots=1)
+    with pytest.raises(KeyError):
+        runs.run("nope", general.encoder(TEXTS[0]))
+    assert runs.depth == 0
+
+
+def test_merge_pads_every_input_along_its_length_with_zeros() -> None:
+    a = {"ids": np.array([[1, 2]]), "lex": np.ones((1, 2, 3)), "n": np.array([2])}
+    b = {"ids": np.array([[3, 4, 5], [6, 0, 0]]), "lex": np.ones((2, 3, 3)), "n": np.array([3, 1])}
+    merged = merge([a, b])
+    assert merged["ids"].tolist() == [[1, 2, 0], [3, 4, 5], [6, 0, 0]]
+    assert merged["lex"].shape == (3, 3, 3) and merged["lex"][0, 2].sum() == 0
+    assert merged["n"].tolist() == [2, 3, 1]

@@ -216,7 +216,13 @@ class Settings(BaseSettings):
         never more threads than the budget."""
         budget = self.thread_budget()
         per_run = min(self.inference_run_threads, budget)
-        return per_run, max(1, budget // per_run)
+        runs = max(1, budget // per_run)
+        if self.device == "cuda":
+            # A GPU runs one graph's kernels at a time: a second run lets one batch's copies
+            # and Python overlap the other's kernels; more would only queue inside ONNX
+            # Runtime, where batches cannot merge (runtime/runqueue.py merges them here).
+            runs = min(2, runs)
+        return per_run, runs
 
     def threads_per_process(self) -> int:
         """Batch runner threads in each worker.

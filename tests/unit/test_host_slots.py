@@ -126,6 +126,15 @@ def test_the_inference_process_splits_the_budget_into_runs_of_the_given_threads(
     assert threads * slots <= settings.thread_budget()
 
 
+@pytest.mark.parametrize(("cores", "workers", "layout"), [(16, 4, (1, 2)), (1, 1, (1, 1))])
+def test_on_a_gpu_the_inference_process_runs_at_most_two_graphs_at_once(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, layout: tuple[int, int]
+) -> None:
+    monkeypatch.setattr("nluserve.settings.usable_cores", lambda: cores)
+    settings = Settings(workers=workers, device="cuda", inference_process="on")
+    assert settings.inference_layout() == layout
+
+
 def test_serve_starts_the_inference_process_with_that_layout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

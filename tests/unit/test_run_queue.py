@@ -20,18 +20,22 @@ from nluserve.runtime.runqueue import RunQueue, merge, width
 
 
 class _Gated:
-    """A real graph that records each run's rows; its first run waits for ``gate``."""
+    """A real graph that records each run's rows; its first ``hold`` runs wait for ``gate``."""
 
-    def __init__(self, graph: Any, poison: int | None = None) -> None:
+    def __init__(self, graph: Any, poison: int | None = None, hold: int = 1) -> None:
         self.graph = graph
         self.input_names = graph.input_names
         self.gate = threading.Event()
         self.runs: list[int] = []
+        self.hold = hold
         self.poison = poison  # a text of this length makes a run fail, as a bad input would
+        self._lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        self.runs.append(int(feeds["lengths"].shape[0]))
-        if len(self.runs) == 1:
+        with self._lock:
+            self.runs.append(int(feeds["lengths"].shape[0]))
+            held = len(self.runs) <= self.hold
+        if held:
             assert self.gate.wait(30)
         if self.poison is not None and (feeds["lengths"] == self.poison).any():
             raise ValueError("a poisoned batch")
@@ -51,7 +55,8 @@ def sentiment() -> Model:
 def _queue_behind_a_run(
     runs: RunQueue, batches: list[tuple[str, dict[str, np.ndarray]]], graphs: list[_Gated]
 ) -> list[np.ndarray | Exception]:
-    """Run the first batch, queue the others while it runs, then let it finish."""
+    """Run the first ``hold`` batches, queue the others while they run, then let them finish."""
+    hold = graphs[0].hold
     answers: list[np.ndarray | Exception] = [ValueError("no answer")] * len(batches)
 
     def call(k: int) -> None:
@@ -61,15 +66,16 @@ def _queue_behind_a_run(
             answers[k] = exc
 
     threads = [threading.Thread(target=call, args=(k,)) for k in range(len(batches))]
-    threads[0].start()
-    deadline = time.monotonic() + 30
-    while not any(g.runs for g in graphs) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    for thread in threads[1:]:
+    for thread in threads[:hold]:
         thread.start()
-    while runs.depth < len(batches) - 1 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while sum(len(g.runs) for g in graphs) < hold and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert runs.depth == len(batches) - 1
+    for thread in threads[hold:]:
+        thread.start()
+    while runs.depth < len(batches) - hold and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert runs.depth == len(batches) - hold
     for g in graphs:
         g.gate.set()
     for thread in threads:
@@ -175,6 +181,23 @@ def test_a_failing_batch_fails_only_its_own_caller(general: Model) -> None:
         got = answers[k]
         assert isinstance(got, np.ndarray)
         np.testing.assert_allclose(got, general.backend.run(batches[k][1]), atol=1e-4)
+
+
+def test_with_two_slots_a_run_takes_only_its_share_of_the_queue(general: Model) -> None:
+    # Both slots are busy while four batches queue: each slot then takes two, never all four
+    # while the other core waits with nothing to run.
+    graph = _Gated(general.backend, hold=2)
+    runs = RunQueue({"general": graph}, slots=2)
+    batches = [("general", general.encoder([f"第{k}句话在这里。"])) for k in range(6)]
+    _queue_behind_a_run(runs, batches, [graph])
+    assert sorted(graph.runs[:2]) == [1, 1]
+    assert 2 in graph.runs[2:] and max(graph.runs) == 2 and sum(graph.runs) == 6
+
+    # Two queued batches for two slots: one each, no merge.
+    graph = _Gated(general.backend, hold=2)
+    runs = RunQueue({"general": graph}, slots=2)
+    _queue_behind_a_run(runs, batches[:4], [graph])
+    assert graph.runs == [1, 1, 1, 1]
 
 
 def test_an_unknown_model_fails_before_it_is_queued(general: Model) -> None:

@@ -6,6 +6,10 @@ Here all of them wait in one FIFO, and a free run slot takes the oldest batch pl
 batch for the same model that fits beside it (same inputs; widths within the padding a worker
 allows itself, ``max_padding``; the count and token limits of a worker's batch). It never waits
 for more: a slot that is free runs what is queued at once (work-conserving, as Triton and TEI).
+With several slots (one per core on a CPU) a run takes at most its share of the queue, the
+queued batches divided by the slots: merging two batches into one run while the other core
+idles would halve the machine for a transformer-size graph, whose runs gain little from
+batching on a CPU. So batches merge there only when every slot has work anyway.
 
 Why not a library: Triton's and TEI's schedulers are servers of their own, and the queue that
 matters here sits behind our socket, between our workers and one ONNX Runtime session.
@@ -100,13 +104,14 @@ class RunQueue:
         observe: RunObserver = _ignore,
     ) -> None:
         self.graphs = graphs
+        self.slots = max(1, slots)
         self.merge = merge
         self.max_rows = max_rows
         self.batch_tokens = batch_tokens
         self.observe = observe
         self._queue: deque[_Job] = deque()
         self._ready = threading.Condition()
-        for k in range(max(1, slots)):
+        for k in range(self.slots):
             threading.Thread(target=self._serve, daemon=True, name=f"run-{k}").start()
 
     @property
@@ -142,13 +147,17 @@ class RunQueue:
 
     def _take(self) -> list[_Job]:
         """The oldest batch and the later ones that may share its run (the lock is held)."""
+        share = -(-len(self._queue) // self.slots)
         head = self._queue.popleft()
         jobs = [head]
-        if not self.merge:
+        if not self.merge or share == 1:
             return jobs
         rows, low, high = head.rows, head.width, head.width
         kept: deque[_Job] = deque()
         for job in self._queue:
+            if len(jobs) == share:
+                kept.append(job)
+                continue
             lo, hi = min(low, job.width), max(high, job.width)
             fits = (
                 job.model == head.model

@@ -439,6 +439,27 @@ def check_answer(url: str, body: bytes) -> None:
         raise RuntimeError(f"POST {url}: {exc}") from exc
 
 
+def batch_counts(url: str) -> tuple[float, float, float] | None:
+    """nluserve's worker batches so far: (batches, texts, batches of one text); None elsewhere."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    total = {"count": 0.0, "sum": 0.0, "one": 0.0}
+    for line in text.splitlines():
+        if not line.startswith("nluserve_batch_size_texts_"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("nluserve_batch_size_texts_count"):
+            total["count"] += float(value)
+        elif name.startswith("nluserve_batch_size_texts_sum"):
+            total["sum"] += float(value)
+        elif 'le="1.0"' in name:
+            total["one"] += float(value)
+    return (total["count"], total["sum"], total["one"]) if total["count"] else None
+
+
 # --------------------------------------------------------------------------- measurements
 
 
@@ -589,10 +610,19 @@ def measure_server(
                 )
             if half_load and loads:
                 wait_idle(sid, idle)
+                before = batch_counts(server.url)
                 try:
                     half = half_load_run(server, spec.path, bodies, loads, args)
                 except RuntimeError as exc:
                     console.print(f"[yellow]  {exc}")
+                after = batch_counts(server.url)
+                if before and after and after[0] > before[0]:
+                    # How often a worker ran several calls' texts as one batch at half load.
+                    batches, texts, ones = (a - b for a, b in zip(after, before, strict=True))
+                    console.print(
+                        f"  half load: {batches:.0f} worker batches, {texts / batches:.2f} texts "
+                        f"each, {100 * (1 - ones / batches):.1f} % with more than one"
+                    )
         return (
             ServerResult(
                 model.key,

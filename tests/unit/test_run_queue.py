@@ -22,8 +22,11 @@ from nluserve.runtime.runqueue import RunQueue, merge, width
 class _Gated:
     """A real graph that records each run's rows; its first ``hold`` runs wait for ``gate``."""
 
-    def __init__(self, graph: Any, poison: int | None = None, hold: int = 1) -> None:
+    def __init__(
+        self, graph: Any, poison: int | None = None, hold: int = 1, delay_s: float = 0.0
+    ) -> None:
         self.graph = graph
+        self.delay_s = delay_s  # a slower graph, as a transformer-size one is
         self.input_names = graph.input_names
         self.gate = threading.Event()
         self.runs: list[int] = []
@@ -37,6 +40,7 @@ class _Gated:
             held = len(self.runs) <= self.hold
         if held:
             assert self.gate.wait(30)
+        time.sleep(self.delay_s)
         if self.poison is not None and (feeds["lengths"] == self.poison).any():
             raise ValueError("a poisoned batch")
         return np.asarray(self.graph.run(feeds))
@@ -214,3 +218,62 @@ def test_merge_pads_every_input_along_its_length_with_zeros() -> None:
     assert merged["ids"].tolist() == [[1, 2, 0], [3, 4, 5], [6, 0, 0]]
     assert merged["lex"].shape == (3, 3, 3) and merged["lex"][0, 2].sum() == 0
     assert merged["n"].tolist() == [2, 3, 1]
+
+
+def test_a_lone_batch_is_cut_over_the_idle_slots_and_answers_as_one(general: Model) -> None:
+    texts = [
+        "张三在北京大学读书。",
+        "李四去了上海。",
+        "王五在深圳的华为公司。",
+        "赵六来自广州。",
+        "小明",
+    ]
+    feeds = general.encoder(texts)
+    whole = general.backend.run(feeds)
+    graph = _Gated(general.backend, hold=0)
+    runs = RunQueue({"general": graph}, slots=2, split=True, split_min_s=0.0)
+    _wait_idle(runs, 2)
+    got = runs.run("general", feeds)
+    assert sorted(graph.runs) == [2, 3]  # both cores, one part each
+    np.testing.assert_allclose(got, whole, atol=1e-4)
+
+    graph = _Gated(general.backend, hold=0)
+    runs = RunQueue({"general": graph}, slots=2, split=False)
+    _wait_idle(runs, 2)
+    np.testing.assert_allclose(runs.run("general", feeds), whole, atol=1e-4)
+    assert graph.runs == [5]
+
+
+@pytest.mark.parametrize(("split_min_s", "expected"), [(0.015, [2, 1, 1, 1, 1]), (0.1, [2, 2, 2])])
+def test_a_batch_is_cut_only_when_its_expected_run_is_long_enough(
+    general: Model, split_min_s: float, expected: list[int]
+) -> None:
+    feeds = general.encoder(["张三在北京大学读书。", "李四去了上海。"])
+    graph = _Gated(general.backend, hold=0, delay_s=0.02)  # about 10 ms a row
+    runs = RunQueue({"general": graph}, slots=2, split=True, split_min_s=split_min_s)
+    for _ in range(3):  # the first run has no estimate yet, so it runs whole
+        _wait_idle(runs, 2)
+        runs.run("general", feeds)
+    assert graph.runs == expected
+
+
+def test_a_batch_is_not_cut_while_the_other_slot_is_busy(general: Model) -> None:
+    graph = _Gated(general.backend, hold=1)
+    runs = RunQueue({"general": graph}, slots=2, split=True, split_min_s=0.0)
+    _wait_idle(runs, 2)
+    busy = threading.Thread(target=runs.run, args=("general", general.encoder(TEXTS[0])))
+    busy.start()
+    while not graph.runs:
+        time.sleep(0.005)
+    feeds = general.encoder(["李四去了上海。", "王五在深圳。", "赵六来自广州。"])
+    np.testing.assert_allclose(runs.run("general", feeds), general.backend.run(feeds), atol=1e-4)
+    graph.gate.set()
+    busy.join(30)
+    assert graph.runs == [1, 3]
+
+
+def _wait_idle(runs: RunQueue, slots: int) -> None:
+    deadline = time.monotonic() + 10
+    while runs.idle < slots and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert runs.idle == slots

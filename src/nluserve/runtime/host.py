@@ -103,6 +103,7 @@ def main() -> None:
         backends,
         slots=int(config.get("slots", 1)),
         merge=bool(config.get("merge", True)),
+        split=config["device"] == "cpu",
         max_rows=int(config.get("max_rows", 32)),
         batch_tokens=int(config.get("batch_tokens", 4096)),
         observe=_metrics_observer(),

@@ -16,7 +16,7 @@ import pytest
 
 from nluserve import load_model
 from nluserve.runtime.model import Model
-from nluserve.runtime.runqueue import RunQueue, merge, width
+from nluserve.runtime.runqueue import RunQueue, _Job, _signature, merge, width
 
 
 class _Gated:
@@ -277,3 +277,84 @@ def _wait_idle(runs: RunQueue, slots: int) -> None:
     while runs.idle < slots and time.monotonic() < deadline:
         time.sleep(0.005)
     assert runs.idle == slots
+
+
+def test_one_calls_batches_run_side_by_side_on_idle_slots(general: Model) -> None:
+    # A call's texts cut into runs of similar length: queued together, both slots take one.
+    short, long = (
+        general.encoder(["张三。", "李四。"]),
+        general.encoder(["王五在深圳的华为公司上班。"]),
+    )
+    graph = _Overlap(general.backend)
+    runs = RunQueue({"general": graph}, slots=2, split=True)
+    _wait_idle(runs, 2)
+    got = runs.run_many("general", [short, long])
+    assert graph.most == 2
+    for feeds, out in zip([short, long], got, strict=True):
+        np.testing.assert_allclose(out, general.backend.run(feeds), atol=1e-4)
+
+
+def test_the_parts_of_a_cut_batch_never_join_another_run(general: Model) -> None:
+    # Parts are stacked back together at the width they were cut at, so none may be padded
+    # wider by a merge. The queue is filled and taken under its lock: the runner waits.
+    runs = RunQueue({"general": general.backend}, slots=1)
+
+    def job(text: str, whole: bool) -> _Job:
+        feeds = general.encoder([text])
+        return _Job("general", feeds, 1, width(feeds), _signature(feeds), whole)
+
+    with runs._ready:
+        runs._queue.extend([job("张三在北京。", False), job("李四在上海。", True)])
+        taken = [len(runs._take()), len(runs._take())]
+        runs._queue.extend([job("张三在北京。", True), job("李四在上海。", False)])
+        taken += [len(runs._take()), len(runs._take())]
+        runs._queue.extend([job("张三在北京。", True), job("李四在上海。", True)])
+        taken += [len(runs._take())]
+    assert taken == [1, 1, 1, 1, 2]  # two whole batches do merge
+
+
+class _Overlap:
+    """A real graph that records the most runs in progress at once (each takes 50 ms)."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.input_names = graph.input_names
+        self.running = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)
+            return np.asarray(self.graph.run(feeds))
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+class _QueueBackend:
+    """What a worker's model sees of the inference process, without the socket."""
+
+    def __init__(self, runs: RunQueue, model: str) -> None:
+        self.runs, self.model, self.calls = runs, model, 0
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runs.run(self.model, feeds)
+
+    def run_many(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        self.calls += 1
+        return self.runs.run_many(self.model, batches)
+
+
+def test_a_model_sends_all_of_a_calls_batches_at_once_and_answers_as_in_process(
+    general: Model,
+) -> None:
+    texts = ["张三。", "李四在北京大学读书。", "长" * 30 + "王五在深圳的华为公司上班。", "赵六"]
+    local = general.predict(texts)
+    backend = _QueueBackend(RunQueue({"general": general.backend}, slots=2, split=True), "general")
+    remote = Model(general.manifest, backend, general.encoder, path=general.path)
+    assert remote.predict(texts) == local
+    assert backend.calls == 1  # several batches (lengths 2 to 43), one message

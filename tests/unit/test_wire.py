@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nluserve.runtime.wire import WireError, pack, unpack
+from nluserve.runtime.wire import WireError, join_batches, pack, split_batches, unpack
 
 
 def test_arrays_and_header_round_trip() -> None:
@@ -57,3 +57,32 @@ def test_bytes_beyond_the_arrays_are_refused() -> None:
     data = pack({}, {"a": np.zeros(2, dtype=np.int64)}) + b"junk"
     with pytest.raises(WireError, match="beyond"):
         unpack(data)
+
+
+def test_one_calls_batches_cross_in_one_message() -> None:
+    batches = [
+        {"chars": np.ones((2, 5), dtype=np.int64), "lengths": np.array([5, 3])},
+        {"chars": np.zeros((1, 9), dtype=np.int64), "lengths": np.array([9])},
+    ]
+    header, arrays = unpack(pack({"batches": 2}, join_batches(batches)))
+    got = split_batches(arrays, header["batches"])
+    assert [list(b) for b in got] == [["chars", "lengths"], ["chars", "lengths"]]
+    for mine, theirs in zip(batches, got, strict=True):
+        for name in mine:
+            assert np.array_equal(mine[name], theirs[name])
+
+
+@pytest.mark.parametrize(
+    ("names", "count"),
+    [
+        (["0.chars"], 0),
+        (["0.chars"], "2"),
+        (["0.chars", "2.chars"], 2),
+        (["x.chars"], 1),
+        (["0."], 1),
+        (["0.chars"], 2),
+    ],
+)
+def test_batches_that_do_not_add_up_are_refused(names: list[str], count: object) -> None:
+    with pytest.raises(WireError):
+        split_batches({name: np.zeros(1) for name in names}, count)

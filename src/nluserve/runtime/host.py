@@ -25,7 +25,7 @@ from nluserve.errors import NluserveError
 from nluserve.models import store
 from nluserve.runtime.runqueue import RunObserver, RunQueue
 from nluserve.runtime.session import OnnxBackend, providers_for
-from nluserve.runtime.wire import pack, unpack
+from nluserve.runtime.wire import pack, split_batches, unpack
 
 log = logging.getLogger("nluserve.inference")
 
@@ -60,6 +60,11 @@ def serve_connection(conn: Connection, runs: RunQueue) -> None:
                 header, feeds = unpack(data)
                 if header.get("op") == "ping":
                     reply = pack({"ok": True, "models": sorted(runs.graphs)})
+                elif "batches" in header:  # one call's batches, run side by side
+                    outputs = runs.run_many(
+                        header["model"], split_batches(feeds, header["batches"])
+                    )
+                    reply = pack({"ok": True}, {str(k): out for k, out in enumerate(outputs)})
                 else:
                     output = runs.run(header["model"], feeds)
                     reply = pack({"ok": True}, {"output": output})

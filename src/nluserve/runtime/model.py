@@ -135,7 +135,7 @@ class Model:
         order = sorted(
             range(len(pieces)), key=lambda k: pieces[k].window.end - pieces[k].window.start
         )
-        results: list[_Output | None] = [None] * len(pieces)
+        batches: list[list[int]] = []
         batch: list[int] = []
         limit = 0
         for k in order:
@@ -145,28 +145,41 @@ class Model:
                 or (len(batch) + 1) * width > self.batch_tokens
                 or width > limit
             ):
-                self._run_batch(texts, pieces, batch, results)
+                batches.append(batch)
                 batch = []
             if not batch:
                 limit = max_padding(width)
             batch.append(k)
         if batch:
-            self._run_batch(texts, pieces, batch, results)
+            batches.append(batch)
+        results: list[_Output | None] = [None] * len(pieces)
+        run_many = getattr(self.backend, "run_many", None)
+        if run_many is not None and len(batches) > 1:
+            # The inference process runs them side by side on its idle slots, where one
+            # after the other they would keep one core busy and the rest idle.
+            all_feeds = [self.encoder(self._chunk(texts, pieces, b)) for b in batches]
+            for b, feeds, out in zip(batches, all_feeds, run_many(all_feeds), strict=True):
+                self._keep(b, feeds, out, results)
+        else:
+            for b in batches:
+                feeds = self.encoder(self._chunk(texts, pieces, b))
+                self._keep(b, feeds, self.backend.run(feeds), results)
         return [r for r in results if r is not None]
 
-    def _run_batch(
-        self,
-        texts: Sequence[str],
-        pieces: list[_Piece],
-        batch: list[int],
-        results: list[_Output | None],
-    ) -> None:
-        chunk = [
+    @staticmethod
+    def _chunk(texts: Sequence[str], pieces: list[_Piece], batch: list[int]) -> list[str]:
+        return [
             texts[pieces[k].text_index][pieces[k].window.start : pieces[k].window.end]
             for k in batch
         ]
-        feeds = self.encoder(chunk)
-        out = self.backend.run(feeds)
+
+    @staticmethod
+    def _keep(
+        batch: list[int],
+        feeds: dict[str, np.ndarray],
+        out: np.ndarray,
+        results: list[_Output | None],
+    ) -> None:
         for row, k in enumerate(batch):
             results[k] = _Output(out[row], {name: array[row] for name, array in feeds.items()})
 

@@ -26,7 +26,7 @@ from typing import IO
 import numpy as np
 
 from nluserve.errors import InferenceUnavailableError
-from nluserve.runtime.wire import pack, unpack
+from nluserve.runtime.wire import join_batches, pack, unpack
 
 log = logging.getLogger("nluserve.inference")
 
@@ -69,6 +69,18 @@ class RemoteBackend:
         if not header.get("ok"):
             raise RemoteModelError(header.get("error", "the inference process failed"))
         return arrays["output"]
+
+    def run_many(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """One call's batches in one message: the process runs them side by side."""
+        header, arrays = self._call(
+            pack({"op": "run", "model": self.model, "batches": len(batches)}, join_batches(batches))
+        )
+        if not header.get("ok"):
+            raise RemoteModelError(header.get("error", "the inference process failed"))
+        try:
+            return [arrays[str(k)] for k in range(len(batches))]
+        except KeyError as exc:
+            raise RemoteModelError(f"the inference process left out batch {exc}") from exc
 
     def ping(self) -> None:
         """Raises unless the process answers and serves this model."""

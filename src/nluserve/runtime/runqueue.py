@@ -110,6 +110,9 @@ class _Job:
     rows: int
     width: int
     signature: tuple[tuple[str, str, int, tuple[int, ...]], ...]
+    # False for the parts of a cut batch: they are put back together by stacking their
+    # outputs, which needs the width they were cut at, so none of them joins another run.
+    whole: bool = True
     done: threading.Event = field(default_factory=threading.Event)
     output: np.ndarray | None = None
     error: Exception | None = None
@@ -158,29 +161,46 @@ class RunQueue:
 
     def run(self, model: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """This batch's output rows, in order; blocks until its run is done."""
+        return self.run_many(model, [feeds])[0]
+
+    def run_many(self, model: str, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """The outputs of one call's batches (its texts cut into runs of similar length).
+
+        They are queued together, so idle slots take them at once instead of one after the
+        other; a lone batch is cut over the idle slots when that pays (see above).
+        """
         graph = self.graphs[model]  # KeyError: an unknown model fails this call only
         names = getattr(graph, "input_names", None)
         if names is not None:  # the worker's extra arrays (token offsets) never reach the graph
-            feeds = {k: feeds[k] for k in names}
-        rows = _rows(feeds)
+            batches = [{k: feeds[k] for k in names} for feeds in batches]
         with self._ready:
-            free = self._idle - len(self._queue)  # idle runners no queued batch has claimed
-            worth = self._row_s.get(model, 0.0) * rows >= self.split_min_s
-            parts = min(rows, free) if self.split and worth and not self._queue else 1
+            parts = 1
+            if self.split and len(batches) == 1 and not self._queue:
+                rows = _rows(batches[0])
+                free = self._idle  # nothing is queued, so no batch has claimed one yet
+                if self._row_s.get(model, 0.0) * rows >= self.split_min_s:
+                    parts = min(rows, free)
             jobs = [
-                _Job(model, part, _rows(part), width(part), _signature(part))
-                for part in _cut(feeds, max(1, parts))
+                [
+                    _Job(model, part, _rows(part), width(part), _signature(part), parts == 1)
+                    for part in cut
+                ]
+                for cut in (_cut(feeds, max(1, parts)) for feeds in batches)
             ]
-            self._queue.extend(jobs)
-            self._ready.notify(len(jobs))
-        for job in jobs:
-            job.done.wait()
-        for job in jobs:
-            if job.error is not None:
-                raise job.error
-        outputs = [job.output for job in jobs if job.output is not None]
-        assert len(outputs) == len(jobs)
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+            for pieces in jobs:
+                self._queue.extend(pieces)
+            self._ready.notify(sum(len(pieces) for pieces in jobs))
+        for pieces in jobs:
+            for job in pieces:
+                job.done.wait()
+        outputs = []
+        for pieces in jobs:
+            for job in pieces:
+                if job.error is not None:
+                    raise job.error
+            arrays = [job.output for job in pieces if job.output is not None]
+            outputs.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0))
+        return outputs
 
     def _serve(self) -> None:
         while True:
@@ -197,7 +217,7 @@ class RunQueue:
         share = -(-len(self._queue) // self.slots)
         head = self._queue.popleft()
         jobs = [head]
-        if not self.merge or share == 1:
+        if not self.merge or share == 1 or not head.whole:
             return jobs
         rows, low, high = head.rows, head.width, head.width
         kept: deque[_Job] = deque()
@@ -207,7 +227,8 @@ class RunQueue:
                 continue
             lo, hi = min(low, job.width), max(high, job.width)
             fits = (
-                job.model == head.model
+                job.whole
+                and job.model == head.model
                 and job.signature == head.signature
                 and hi <= max_padding(lo)
                 and rows + job.rows <= self.max_rows

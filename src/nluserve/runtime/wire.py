@@ -54,3 +54,25 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if offset != len(data):
         raise WireError(f"message has {len(data) - offset} bytes beyond its arrays")
     return header, arrays
+
+
+def join_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several batches' arrays in one message: ``"<batch>.<name>"``."""
+    return {
+        f"{k}.{name}": array for k, feeds in enumerate(batches) for name, array in feeds.items()
+    }
+
+
+def split_batches(arrays: dict[str, np.ndarray], count: object) -> list[dict[str, np.ndarray]]:
+    """The batches ``join_batches`` put in one message."""
+    if not isinstance(count, int) or not 0 < count <= 4096:
+        raise WireError(f"bad batch count {count!r}")
+    batches: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+    for key, array in arrays.items():
+        index, _, name = key.partition(".")
+        if not index.isdigit() or int(index) >= count or not name:
+            raise WireError(f"array {key!r} names no batch of {count}")
+        batches[int(index)][name] = array
+    if any(not feeds for feeds in batches):
+        raise WireError("a batch without arrays")
+    return batches

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -111,20 +113,36 @@ class Model:
             raise UnknownLabelError(unknown, valid)
         return codes
 
-    def predict(self, texts: Sequence[str], labels: Sequence[str] | None = None) -> list[Result]:
-        """One result per text, in order. ``labels`` keeps only those entity types."""
+    def predict(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str] | None = None,
+        pool: Executor | None = None,
+        ways: int = 1,
+    ) -> list[Result]:
+        """One result per text, in order. ``labels`` keeps only those entity types.
+
+        ``ways`` > 1: this call's runs go side by side, on the calling thread and ``ways - 1``
+        of ``pool``'s (the batcher lends idle runners: runtime/batcher.py).
+        """
         keep = self.resolve_labels(labels) if labels else None
         pieces = [
             _Piece(i, w)
             for i, text in enumerate(texts)
             for w in windows.split(text, self.manifest.max_length)
         ]
-        outputs = self._run_pieces(texts, pieces)
+        outputs = self._run_pieces(texts, pieces, pool, ways)
         if self.task == "ner":
             return self._merge_entities(texts, pieces, outputs, keep)
         return self._merge_classes(texts, pieces, outputs)
 
-    def _run_pieces(self, texts: Sequence[str], pieces: list[_Piece]) -> list[_Output]:
+    def _run_pieces(
+        self,
+        texts: Sequence[str],
+        pieces: list[_Piece],
+        pool: Executor | None = None,
+        ways: int = 1,
+    ) -> list[_Output]:
         """Run windows in length-sorted batches bounded by count, tokens and padding.
 
         A run pads every window to its longest, so one long window in a run of short ones
@@ -160,11 +178,45 @@ class Model:
             all_feeds = [self.encoder(self._chunk(texts, pieces, b)) for b in batches]
             for b, feeds, out in zip(batches, all_feeds, run_many(all_feeds), strict=True):
                 self._keep(b, feeds, out, results)
+        elif pool is not None and ways > 1:
+            self._side_by_side(texts, pieces, _spread(batches, ways), results, pool, ways)
         else:
             for b in batches:
                 feeds = self.encoder(self._chunk(texts, pieces, b))
                 self._keep(b, feeds, self.backend.run(feeds), results)
         return [r for r in results if r is not None]
+
+    def _side_by_side(
+        self,
+        texts: Sequence[str],
+        pieces: list[_Piece],
+        batches: list[list[int]],
+        results: list[_Output | None],
+        pool: Executor,
+        ways: int,
+    ) -> None:
+        """Run ``batches`` on this thread and ``ways - 1`` of the pool's, each taking the next."""
+        todo = iter(batches)
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    batch = next(todo, None)
+                if batch is None:
+                    return
+                feeds = self.encoder(self._chunk(texts, pieces, batch))
+                self._keep(batch, feeds, self.backend.run(feeds), results)
+
+        helpers = [pool.submit(work) for _ in range(min(ways, len(batches)) - 1)]
+        try:
+            work()
+        finally:
+            # Even when this thread's run failed: the borrowed runners are handed back only
+            # once none of their runs is still on the session.
+            wait(helpers)
+        for helper in helpers:
+            helper.result()
 
     @staticmethod
     def _chunk(texts: Sequence[str], pieces: list[_Piece], batch: list[int]) -> list[str]:
@@ -239,6 +291,19 @@ class Model:
             }
             results.append(ClassResult(self.labels[top].code, round(float(probs[top]), 4), scores))
         return results
+
+
+def _spread(batches: list[list[int]], ways: int) -> list[list[int]]:
+    """Halve the largest batches until there are ``ways`` of them (or all are single windows)."""
+    batches = list(batches)
+    while len(batches) < ways:
+        largest = max(range(len(batches)), key=lambda k: len(batches[k]), default=None)
+        if largest is None or len(batches[largest]) < 2:
+            break
+        batch = batches.pop(largest)
+        half = len(batch) // 2
+        batches[largest:largest] = [batch[:half], batch[half:]]
+    return batches
 
 
 def max_padding(shortest: int) -> int:

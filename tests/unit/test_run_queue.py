@@ -358,3 +358,24 @@ def test_a_model_sends_all_of_a_calls_batches_at_once_and_answers_as_in_process(
     remote = Model(general.manifest, backend, general.encoder, path=general.path)
     assert remote.predict(texts) == local
     assert backend.calls == 1  # several batches (lengths 2 to 43), one message
+
+
+class _Truncating:
+    """A graph that answers one row whatever it is given, as a broken export might."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.input_names = graph.input_names
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.graph.run(feeds))[:1]
+
+
+def test_a_graph_answering_the_wrong_rows_fails_the_call_and_the_queue_keeps_serving(
+    general: Model,
+) -> None:
+    runs = RunQueue({"general": _Truncating(general.backend)}, slots=1)
+    with pytest.raises(ValueError, match="for 2 rows"):
+        runs.run("general", general.encoder(["张三。", "李四在北京。"]))
+    one = general.encoder(["张三在北京大学读书。"])
+    np.testing.assert_allclose(runs.run("general", one), general.backend.run(one), atol=1e-4)

@@ -245,10 +245,13 @@ class RunQueue:
     def _execute(self, jobs: list[_Job]) -> None:
         model = jobs[0].model
         graph = self.graphs[model]
-        feeds = jobs[0].feeds if len(jobs) == 1 else merge([j.feeds for j in jobs])
         started = time.perf_counter()
-        try:
+        try:  # merging inside: a runner thread that raised would leave its callers waiting
+            feeds = jobs[0].feeds if len(jobs) == 1 else merge([j.feeds for j in jobs])
             output = np.asarray(graph.run(feeds))
+            rows = sum(j.rows for j in jobs)
+            if output.ndim == 0 or output.shape[0] != rows:  # each caller's rows must be its own
+                raise ValueError(f"the graph answered {output.shape} for {rows} rows")
         except Exception as exc:
             self.observe(model, time.perf_counter() - started, False, len(jobs))
             if len(jobs) == 1:

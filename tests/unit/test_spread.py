@@ -132,3 +132,25 @@ def test_only_calls_whose_runs_take_long_enough_are_spread(general: Model) -> No
     ways = _record_ways(fast)  # about 1 ms a window on this session
     _serve(Batcher(fast, 2, 32, 4096, 100_000), [TEXTS[:2]] * 3, gap_s=0.2)
     assert ways == [1, 1, 1]
+
+
+class _OnGpu:
+    provider = "CUDAExecutionProvider"
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.backend.run(feeds))
+
+
+def test_nothing_is_lent_on_a_gpu_or_to_the_inference_process(general: Model) -> None:
+    on_cpu = Batcher(general, 2, 32, 4096, 100_000)
+    gpu = Model(general.manifest, _OnGpu(general.backend), general.encoder, path=general.path)
+    on_gpu = Batcher(gpu, 2, 32, 4096, 100_000)
+    backend = _Counting(general.backend)
+    backend.run_many = lambda batches: [backend.run(b) for b in batches]  # type: ignore[attr-defined]
+    remote = Model(general.manifest, backend, general.encoder, path=general.path)
+    via_process = Batcher(remote, 2, 32, 4096, 100_000)
+    assert on_cpu._helpers is not None
+    assert on_gpu._helpers is None and via_process._helpers is None

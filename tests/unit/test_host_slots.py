@@ -8,12 +8,10 @@ sentiment model's real session, wrapped to count how many runs overlap.
 from __future__ import annotations
 
 import threading
-import time
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
 import pytest
 
 from nluserve import load_model
@@ -21,33 +19,13 @@ from nluserve.runtime.host import serve_connection
 from nluserve.runtime.runqueue import RunQueue
 from nluserve.runtime.wire import pack, unpack
 from nluserve.settings import Settings
-
-
-class _Overlap:
-    """A real backend that records the most runs in progress at one time."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.running = 0
-        self.most = 0
-        self._lock = threading.Lock()
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        with self._lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-        try:
-            time.sleep(0.02)  # long enough for the other callers' runs to arrive meanwhile
-            return np.asarray(self.backend.run(feeds))
-        finally:
-            with self._lock:
-                self.running -= 1
+from tests.support.overlap import OverlapGraph
 
 
 def _callers(slots: int, merge: bool = True, connections: int = 6) -> int:
     model = load_model("sentiment", threads=1)
     feeds = model.encoder(["房间很干净，服务也好。"])
-    graph = _Overlap(model.backend)
+    graph = OverlapGraph(model.backend)
     runs = RunQueue({"sentiment": graph}, slots=slots, merge=merge)
     ends: list[Connection] = []
     servers = []

@@ -17,6 +17,7 @@ import pytest
 from nluserve import load_model
 from nluserve.runtime.model import Model
 from nluserve.runtime.runqueue import RunQueue, _Job, _signature, merge, width
+from tests.support.overlap import OverlapGraph
 
 
 class _Gated:
@@ -285,7 +286,7 @@ def test_one_calls_batches_run_side_by_side_on_idle_slots(general: Model) -> Non
         general.encoder(["张三。", "李四。"]),
         general.encoder(["王五在深圳的华为公司上班。"]),
     )
-    graph = _Overlap(general.backend)
+    graph = OverlapGraph(general.backend, delay_s=0.05)
     runs = RunQueue({"general": graph}, slots=2, split=True)
     _wait_idle(runs, 2)
     got = runs.run_many("general", [short, long])
@@ -311,28 +312,6 @@ def test_the_parts_of_a_cut_batch_never_join_another_run(general: Model) -> None
         runs._queue.extend([job("张三在北京。", True), job("李四在上海。", True)])
         taken += [len(runs._take())]
     assert taken == [1, 1, 1, 1, 2]  # two whole batches do merge
-
-
-class _Overlap:
-    """A real graph that records the most runs in progress at once (each takes 50 ms)."""
-
-    def __init__(self, graph: Any) -> None:
-        self.graph = graph
-        self.input_names = graph.input_names
-        self.running = 0
-        self.most = 0
-        self._lock = threading.Lock()
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        with self._lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-        try:
-            time.sleep(0.05)
-            return np.asarray(self.graph.run(feeds))
-        finally:
-            with self._lock:
-                self.running -= 1
 
 
 class _QueueBackend:

@@ -7,7 +7,6 @@ would) and to record how many runs overlap: never more than the batcher's runner
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +18,7 @@ from nluserve import load_model
 from nluserve.runtime.batcher import Batcher
 from nluserve.runtime.model import Model
 from nluserve.runtime.results import Result
+from tests.support.overlap import OverlapGraph
 
 TEXTS = [
     "张三在北京大学读书。",
@@ -30,37 +30,13 @@ TEXTS = [
 ]
 
 
-class _Counting:
-    """The real session, 20 ms slower a run, recording the most runs in progress at once."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.input_names = backend.input_names
-        self.running = 0
-        self.most = 0
-        self.runs = 0
-        self._lock = threading.Lock()
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        with self._lock:
-            self.running += 1
-            self.runs += 1
-            self.most = max(self.most, self.running)
-        try:
-            time.sleep(0.02)
-            return np.asarray(self.backend.run(feeds))
-        finally:
-            with self._lock:
-                self.running -= 1
-
-
 @pytest.fixture(scope="module")
 def general() -> Model:
     return load_model("general", threads=1)
 
 
-def _slow(general: Model) -> tuple[Model, _Counting]:
-    counting = _Counting(general.backend)
+def _slow(general: Model) -> tuple[Model, OverlapGraph]:
+    counting = OverlapGraph(general.backend)
     return Model(general.manifest, counting, general.encoder, path=general.path), counting
 
 
@@ -148,7 +124,7 @@ def test_nothing_is_lent_on_a_gpu_or_to_the_inference_process(general: Model) ->
     on_cpu = Batcher(general, 2, 32, 4096, 100_000)
     gpu = Model(general.manifest, _OnGpu(general.backend), general.encoder, path=general.path)
     on_gpu = Batcher(gpu, 2, 32, 4096, 100_000)
-    backend = _Counting(general.backend)
+    backend = OverlapGraph(general.backend)
     backend.run_many = lambda batches: [backend.run(b) for b in batches]  # type: ignore[attr-defined]
     remote = Model(general.manifest, backend, general.encoder, path=general.path)
     via_process = Batcher(remote, 2, 32, 4096, 100_000)

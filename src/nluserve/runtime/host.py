@@ -1,9 +1,11 @@
 """The inference process: one copy of every model's graph, run for all HTTP workers.
 
 Started by ``nluserve serve`` (runtime/remote.py: InferenceHost) when
-``NLUSERVE_INFERENCE_PROCESS`` is on (by default: on a GPU with several workers). The workers
-keep tokenising, batching and decoding; only the graph runs here, so a GPU holds one CUDA
-context and one copy of the weights however many workers there are.
+``NLUSERVE_INFERENCE_PROCESS`` is on (by default with several workers: on a GPU, or for a
+transformer-size graph on a CPU). The workers keep tokenising, batching and decoding; only the
+graph runs here, so a GPU holds one CUDA context and one copy of the weights however many
+workers there are, and every worker's batches wait in one queue (runtime/runqueue.py), where
+they merge into larger runs or spread over idle slots.
 
 Its configuration arrives as one JSON line on stdin (the socket's auth key is a secret, so
 not in argv, where ``ps`` shows it). It answers "ready" on stdout once every model is loaded.

@@ -642,6 +642,9 @@ def measure_server(
         server.stop()
 
 
+HALF_LOAD_REQUESTS = 500
+
+
 def half_load_run(
     server: Server, path: str, bodies: Path, loads: list[Load], args: argparse.Namespace
 ) -> Load:
@@ -653,7 +656,10 @@ def half_load_run(
     conns = min(8, max(args.concurrency))
     single = min(x.p50_ms for x in loads)
     delay_ms = max(0.0, conns * 1000 / target - single)
-    load = run_wrk(server.url, path, bodies, conns, args.duration, delay_ms)
+    # Long enough for about HALF_LOAD_REQUESTS answers: at BERT size on 2 cores, 20 s gave
+    # about 150, so its p99 was the second-slowest request and moved 2.8-4.1x between runs.
+    duration = max(args.duration, HALF_LOAD_REQUESTS / target)
+    load = run_wrk(server.url, path, bodies, conns, duration, delay_ms)
     load.target_rps = round(target, 1)
     console.print(
         f"  half load (target {target:.1f}/s): {load.requests_per_s:.1f} req/s, "

@@ -28,13 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nluserve.errors import NluserveError
-from nluserve.runtime.model import Model
+from nluserve.runtime.model import SPREAD_MIN_S, Model
 from nluserve.runtime.results import NerResult, Result
-
-# Below this, the hand-off to another thread costs more than running beside it gains: on 2
-# cores the bundled NER model ran two texts in 3.3 ms on one thread and 4.3 ms on two, eight
-# in 9.3 and 8.1 ms (bench/lone_call.py).
-SPREAD_MIN_S = 0.005
 
 
 class Overloaded(NluserveError):
@@ -240,8 +235,9 @@ class Batcher:
         else:
             results = self.model.predict(texts)
         elapsed = time.perf_counter() - started
-        window_s = elapsed * ways / self._windows(texts)
-        self._window_s = 0.8 * self._window_s + 0.2 * window_s if self._window_s else window_s
+        if self._helpers is not None:  # only a batcher that can lend runners needs the estimate
+            window_s = elapsed * ways / self._windows(texts)
+            self._window_s = 0.8 * self._window_s + 0.2 * window_s if self._window_s else window_s
         self._last_batch_s = 0.8 * self._last_batch_s + 0.2 * elapsed
         if self.observer:
             self.observer.batch(self.model.name, len(texts), elapsed)

@@ -14,11 +14,9 @@ batching on a CPU. So batches merge there only when every slot has work anyway.
 The other way round, on a CPU (``split``): a batch of several rows that arrives while slots
 idle and nothing is queued is cut into as many parts as there are idle slots, so a lone call
 with several texts runs on every core instead of one, in about half the time on two cores. On
-a GPU a batch runs as fast whole as halved, so there it stays whole. A part's run has a fixed
-cost (a thread hand-off, the run's own set-up), so a batch is cut only when its expected run
-time, from the model's recent runs per row, is at least ``split_min_s``: measured on 2 cores,
-two texts of the bundled NER model ran 3.3 ms whole and 4.3 ms cut, eight 9.3 and 8.1 ms,
-while two BERT-base-size texts ran 419 and 235 ms (``bench/lone_call.py``).
+a GPU a batch runs as fast whole as halved, so there it stays whole. A batch is cut only when
+its expected run time, from the model's recent runs per row, is at least ``split_min_s``
+(``SPREAD_MIN_S``, the batcher's rule for lending idle runners in a worker).
 
 Why not a library: Triton's and TEI's schedulers are servers of their own, and the queue that
 matters here sits behind our socket, between our workers and one ONNX Runtime session.
@@ -41,7 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nluserve.runtime.model import max_padding
+from nluserve.runtime.model import SPREAD_MIN_S, max_padding
 
 # (model, seconds, ok, batches merged into the run) after each graph run.
 RunObserver = Callable[[str, float, bool, int], None]
@@ -127,7 +125,7 @@ class RunQueue:
         slots: int = 1,
         merge: bool = True,
         split: bool = False,
-        split_min_s: float = 0.005,
+        split_min_s: float = SPREAD_MIN_S,
         max_rows: int = 32,
         batch_tokens: int = 4096,
         observe: RunObserver = _ignore,

@@ -16,8 +16,18 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+
 if ! command -v uv >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    # Debian and Ubuntu ship Python without pip.
+    echo "bootstrap: installing python3-pip (for uv)" >&2
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
   echo "bootstrap: installing uv" >&2
+  # Debian 12+ marks its Python externally managed (PEP 668): a --user install needs the flag.
   python3 -m pip install --user --quiet uv 2>/dev/null \
     || python3 -m pip install --user --quiet --break-system-packages uv
 fi
@@ -28,8 +38,6 @@ for pkg in $debs; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

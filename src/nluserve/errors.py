@@ -13,13 +13,21 @@ class ModelIntegrityError(NluserveError):
     """A model directory is incomplete, corrupted, or its manifest is invalid."""
 
 
+def shown(items: list[str], limit: int = 10) -> str:
+    """A client's list quoted back in an error, at most ``limit`` of it: an answer must not
+    grow with whatever the request sent (60,000 unknown labels)."""
+    if len(items) <= limit:
+        return str(items)
+    return f"{items[:limit]} and {len(items) - limit} more"
+
+
 class UnknownLabelError(NluserveError):
     """A requested entity type is not one of the model's labels or aliases."""
 
     def __init__(self, unknown: list[str], valid: list[str]) -> None:
         self.unknown = unknown
         self.valid = valid
-        super().__init__(f"unknown label(s) {unknown}; valid: {valid}")
+        super().__init__(f"unknown label(s) {shown(unknown)}; valid: {valid}")
 
 
 class DataFormatError(NluserveError):

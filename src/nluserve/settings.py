@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -101,6 +102,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         30.0, gt=0, description="deadline per call: queued past it is 504"
     )
+    client_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="seconds a client may take to send a request's headers, and to send "
+        "each next part of its body (408 past it), as nginx's client_header_timeout and "
+        "client_body_timeout",
+    )
     max_queue_chars: int = Field(
         200_000, gt=0, description="queued characters per model before 503"
     )
@@ -118,7 +126,7 @@ class Settings(BaseSettings):
         ge=1,
         description="intra-op threads of each graph run in the inference process, which then "
         "runs the thread budget divided by this at once: 2 on 2 cores halves a lone "
-        "transformer-size call's latency for about 8 % of the peak (docs/serving.md)",
+        "transformer-size call's latency for about 12 % of the peak (docs/serving.md)",
     )
     inference_merge: bool = Field(
         True,
@@ -186,6 +194,17 @@ class Settings(BaseSettings):
 
             parse_url(value.get_secret_value())
         return value
+
+    def open_without_auth(self) -> bool:
+        """Whether anyone beyond this machine may call the models without a key."""
+        if self.auth:
+            return False
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name other than localhost
+            return True
 
     def use_inference_process(self) -> bool:
         """Whether graphs run in the shared inference process (runtime/host.py).

@@ -183,6 +183,12 @@ def test_disabling_the_last_active_admin_tenant_is_refused(migrated: Path) -> No
     # An ordinary tenant is disabled as before.
     assert run(migrated, "tenant", "create", "acme").returncode == 0
     assert run(migrated, "tenant", "disable", "acme").returncode == 0
+    # What the refusal tells the operator to do works: make another admin tenant, then the
+    # first may go, and the new one is now the last.
+    made = json.loads(run(migrated, "tenant", "create", "ops", "--admin", "--json").stdout)
+    assert made["tenant"]["admin"] is True
+    assert run(migrated, "tenant", "disable", "admin").returncode == 0
+    one_line_error(run(migrated, "tenant", "disable", "ops"), "last active admin")
 
 
 def test_a_scope_naming_no_configured_model_is_refused(migrated: Path) -> None:

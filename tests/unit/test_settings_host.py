@@ -86,3 +86,23 @@ def test_defaults_for_new_tenants_have_the_tenants_bounds(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=variable.removeprefix("NLUSERVE_").lower()):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "open_"),
+    [
+        ("127.0.0.1", False, False),
+        ("::1", False, False),
+        ("localhost", False, False),
+        ("127.0.0.2", False, False),
+        ("0.0.0.0", False, True),
+        ("::", False, True),
+        ("10.0.0.5", False, True),
+        ("api.example.com", False, True),
+        ("0.0.0.0", True, False),
+    ],
+)
+def test_serving_without_auth_beyond_loopback_is_noticed(
+    host: str, auth: bool, open_: bool
+) -> None:
+    assert Settings(host=host, auth=auth).open_without_auth() is open_

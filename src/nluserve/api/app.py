@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from nluserve import __version__
 from nluserve.api import problems
-from nluserve.api.middleware import BodyLimit, KeepAliveLimit, RequestContext
+from nluserve.api.middleware import BodyGuard, KeepAliveLimit, RequestContext
 from nluserve.api.routes import auth, compat, health, models, predict, usage
 from nluserve.api.routes import console as console_routes
 from nluserve.audit.recorder import AuditRecorder
@@ -91,7 +91,9 @@ def create_app(
         app.include_router(module.router)
     app.include_router(usage.admin)
     app.include_router(console_routes.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard, max_bytes=settings.max_body_bytes, read_timeout_s=settings.client_timeout_s
+    )
     app.add_middleware(RequestContext)
     app.add_middleware(KeepAliveLimit, limit=settings.keepalive_requests)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -21,6 +22,14 @@ from nluserve.tenancy.auth import Principal
 from nluserve.tenancy.gate import Gate, QuotaExceeded, Ticket, policy_of, ratelimit_headers
 
 log = logging.getLogger("nluserve.api")
+
+
+def _has_content(text: str) -> bool:
+    """Whether any character is more than whitespace, a control (NUL) or an invisible format
+    character (zero-width space, BOM): the models read all of those as one blank, so a text of
+    nothing else has nothing to answer. Stops at the first such character, nearly always the
+    first."""
+    return any(not (c.isspace() or unicodedata.category(c) in ("Cc", "Cf")) for c in text)
 
 
 def _limit(slug: str, title: str, detail: str, field: str, message: str) -> ProblemError:
@@ -49,11 +58,11 @@ def check_limits(texts: Sequence[str], settings: Settings, field: str) -> None:
     total = 0
     for i, text in enumerate(texts):
         where = field if len(texts) == 1 and field == "text" else f"{field}[{i}]"
-        if not text.strip():
+        if not _has_content(text):
             raise _limit(
                 "empty-text",
                 "Empty text",
-                f"`{where}` is empty or whitespace",
+                f"`{where}` is empty or only whitespace, control or invisible format characters",
                 where,
                 "empty or whitespace-only",
             )

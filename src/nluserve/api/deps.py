@@ -52,7 +52,13 @@ async def get_inference(request: Request) -> InferenceService:
 
 async def _authenticate(request: Request, gate: Gate) -> Principal:
     """The caller's principal, or the 401/403/503 problem that refuses it."""
-    given = request.headers.get("authorization")
+    sent = request.headers.getlist("authorization")
+    if len(sent) > 1:
+        # Which one would count is for the server to guess, and a proxy may have added one.
+        raise ProblemError(
+            400, "bad-request", "Bad request", "send one Authorization header, not several"
+        )
+    given = sent[0] if sent else None
     try:
         principal = await gate.auth.authenticate(given)
     except AuthError as exc:
@@ -140,7 +146,31 @@ async def get_metered_caller(request: Request) -> Caller:
     gate: Gate | None = request.app.state.gate
     if gate is None:
         return ANONYMOUS
+    return await _metered(request, gate, await _authenticate(request, gate))
+
+
+async def get_key_holder(request: Request) -> Caller:
+    """``get_metered_caller`` for ``POST /v1/auth/token``, which takes an API key only: a token
+    sent there is refused as a credential (401 with its challenge) before it costs anything."""
+    gate: Gate | None = request.app.state.gate
+    if gate is None:
+        return ANONYMOUS
     principal = await _authenticate(request, gate)
+    if principal.key_id is None or principal.token_scopes is not None:
+        raise ProblemError(
+            401,
+            "unauthorized",
+            "API key required",
+            "send the API key (not a token) as the Bearer credential",
+            headers={
+                "WWW-Authenticate": 'Bearer realm="nluserve", error="invalid_token", '
+                'error_description="an API key is required here, not a token"'
+            },
+        )
+    return await _metered(request, gate, principal)
+
+
+async def _metered(request: Request, gate: Gate, principal: Principal) -> Caller:
     policy = policy_of(principal)
     try:
         decision = await gate.meter(principal)
@@ -229,6 +259,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 MeteredCallerDep = Annotated[Caller, Depends(get_metered_caller)]
+KeyHolderDep = Annotated[Caller, Depends(get_key_holder)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 AdminDep = Annotated[Caller, Depends(get_admin)]
 MeteredAdminDep = Annotated[Caller, Depends(get_metered_admin)]

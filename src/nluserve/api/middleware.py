@@ -1,5 +1,5 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, access log, body limit,
-keep-alive request limit."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, access log, the request
+body's guard, keep-alive request limit."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ class RequestContext:
         given = _header(scope, b"x-request-id")
         rid = given if given and _SAFE_ID.match(given) else f"{_random_bits(128):032x}"
         scope.setdefault("state", {})["request_id"] = rid
+        method = scope["method"]
+        if method == "HEAD":
+            # HEAD wherever GET is (RFC 9110 9.3.2; load balancers and uptime monitors probe
+            # with it): FastAPI's routes take GET alone, so the app sees a GET, and its body
+            # is dropped below (the GET's Content-Length stays, as HEAD promises).
+            scope = {**scope, "method": "GET"}
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = 500
@@ -54,17 +60,20 @@ class RequestContext:
             nonlocal counted
             counted = True
             elapsed = time.perf_counter() - started
-            requests, latency = self._metrics(_route(scope), scope["method"], status)
+            requests, latency = self._metrics(_route(scope), method, status)
             requests.inc()
             latency.observe(elapsed)
             return elapsed
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, responded
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                # Counted before the last byte leaves: a client that has its answer and then
-                # reads /metrics must find its call there.
-                count()
+            if message["type"] == "http.response.body":
+                if method == "HEAD":
+                    message = {**message, "body": b""}
+                if not message.get("more_body", False):
+                    # Counted before the last byte leaves: a client that has its answer and
+                    # then reads /metrics must find its call there.
+                    count()
             elif message["type"] == "http.response.start":
                 status, responded = message["status"], True
                 headers = list(message.get("headers", []))
@@ -96,7 +105,6 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started if counted else count()
             route = _route(scope)
-            method = scope["method"]
             if access_log.isEnabledFor(logging.INFO):
                 # Never the body, never the query string: request text must not reach the logs.
                 fields = {
@@ -136,12 +144,23 @@ class RequestContext:
         return found
 
 
-class BodyLimit:
-    """413 problem+json for bodies over the limit, by Content-Length or while streaming."""
+# Bytes that UTF-8 JSON never holds: NUL (JSON escapes control characters, and UTF-16 or
+# UTF-32 text, which the stdlib json module would decode by guessing, has NULs in every
+# ASCII character), and UTF-8-encoded surrogates (0xED 0xA0-0xBF), which json decodes with
+# "surrogatepass" and would hand on as text.
+_NOT_UTF8_JSON = re.compile(rb"\x00|\xed[\xa0-\xbf]")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyGuard:
+    """The request body before any route reads it: over the limit (413, by Content-Length or
+    while streaming), in a content coding (415), bytes that are not UTF-8 JSON (400), a client
+    that stops sending it (408 after ``read_timeout_s`` between two parts), or one that goes
+    away before it is complete (logged as 499, not as a malformed body)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 20.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,23 +168,72 @@ class BodyLimit:
             return
         declared = _header(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, send)
+            await self._too_large(scope, send)
+            return
+        coding = _header(scope, b"content-encoding")
+        if coding and coding.strip().lower() != "identity":
+            await _send_problem(
+                scope,
+                send,
+                415,
+                "unsupported-media-type",
+                "Unsupported content encoding",
+                f"request bodies are read as sent: Content-Encoding {coding[:40]!r} is not "
+                "supported",
+                [(b"accept-encoding", b"identity")],
+            )
             return
         seen = 0
-        rejected = False
+        complete = rejected = False
+        last = b""  # the previous part's last byte: a surrogate may straddle two parts
 
-        async def limited() -> Message:
-            nonlocal seen, rejected
+        async def guarded() -> Message:
+            nonlocal seen, complete, rejected, last
             if rejected:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if complete:  # after the body only a disconnect comes, whenever it comes
+                return await receive()
+            try:
+                async with asyncio.timeout(self.read_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                rejected = True
+                await _send_problem(
+                    scope,
+                    send,
+                    408,
+                    "request-timeout",
+                    "Request timeout",
+                    f"the request body stalled for {self.read_timeout_s:g} s",
+                )
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.disconnect":
+                # The client left mid-body: nobody reads the answer, the access log does.
+                rejected = True
+                await send({"type": "http.response.start", "status": 499, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return message
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                part = message.get("body", b"")
+                seen += len(part)
+                complete = not message.get("more_body", False)
                 if seen > self.max_bytes:
-                    # Answer 413 now; the app sees a disconnect and whatever it sends is dropped.
+                    # Answer now; the app sees a disconnect and whatever it sends is dropped.
                     rejected = True
-                    await self._reject(scope, send)
+                    await self._too_large(scope, send)
                     return {"type": "http.disconnect"}
+                if _NOT_UTF8_JSON.search(last + part if last else part):
+                    rejected = True
+                    await _send_problem(
+                        scope,
+                        send,
+                        400,
+                        "malformed-json",
+                        "Malformed JSON body",
+                        "the body is not valid UTF-8 JSON",
+                    )
+                    return {"type": "http.disconnect"}
+                last = part[-1:]
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -173,12 +241,12 @@ class BodyLimit:
                 await send(message)
 
         try:
-            await self.app(scope, limited, guarded_send)
+            await self.app(scope, guarded, guarded_send)
         except Exception:
             if not rejected:
                 raise
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send) -> None:
         await _send_problem(
             scope,
             send,
@@ -264,7 +332,13 @@ class KeepAliveLimit:
 
 
 async def _send_problem(
-    scope: Scope, send: Send, status: int, slug: str, title: str, detail: str
+    scope: Scope,
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """A problem+json answer sent from middleware, outside FastAPI's handlers; closes."""
     body = json.dumps(
@@ -285,6 +359,7 @@ async def _send_problem(
                 (b"content-type", MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *(headers or ()),
             ],
         }
     )

@@ -119,12 +119,15 @@ def from_service_error(exc: Exception) -> ProblemError:
     raise exc
 
 
+MAX_ERRORS = 20  # field errors listed in one 422
+
 _STATUS_SLUGS = {
     400: "bad-request",
     401: "unauthorized",
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    408: "request-timeout",
     413: "payload-too-large",
     415: "unsupported-media-type",
 }
@@ -147,17 +150,20 @@ def install(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
+        total = len(errors)
         if any(e["type"] == "json_invalid" for e in errors):
             err = ProblemError(
                 400, "malformed-json", "Malformed JSON body", "the body is not valid UTF-8 JSON"
             )
         else:
+            errors = errors[:MAX_ERRORS]  # an answer must not grow with the request (80k fields)
             fields = ", ".join(sorted({e["field"] for e in errors}))
+            more = f" and {total - len(errors)} more" if total > len(errors) else ""
             err = ProblemError(
                 422,
                 "validation-error",
                 "Invalid request",
-                f"invalid field(s): {fields}",
+                f"invalid field(s): {fields}{more}",
                 errors=errors,
             )
         return problem_response(request, err)
@@ -174,11 +180,14 @@ def install(app: FastAPI) -> None:
             )
         slug = _STATUS_SLUGS.get(exc.status_code, "error")
         title = slug.replace("-", " ").capitalize()
+        headers = dict(exc.headers or {})
+        allow = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+        if exc.status_code == 405 and "GET" in allow and "HEAD" not in allow:
+            # HEAD is answered wherever GET is (RequestContext), but FastAPI's routes name GET
+            # alone.
+            headers["Allow"] = ", ".join([*allow, "HEAD"])
         return problem_response(
-            request,
-            ProblemError(
-                exc.status_code, slug, title, str(exc.detail), headers=dict(exc.headers or {})
-            ),
+            request, ProblemError(exc.status_code, slug, title, str(exc.detail), headers=headers)
         )
 
     @app.exception_handler(ClientGone)

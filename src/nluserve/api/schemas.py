@@ -89,7 +89,7 @@ class PredictIn(BaseModel):
 
 
 class NerIn(PredictIn):
-    model: Text | None = Field(None, description="NER model name (default: general)")
+    model: Text | None = Field(None, min_length=1, description="NER model name (default: general)")
 
 
 class EntityOut(BaseModel):

@@ -56,6 +56,13 @@ def serve(
     settings = settle_inference_process(settings)
     if settings.auth:
         _prepare_tenancy(settings)
+    elif settings.open_without_auth():
+        # NLUSERVE_AUTH=false is meant for one user on loopback; a container or a proxy may
+        # still need another bind, so this warns instead of refusing.
+        err_console.print(
+            f"[bold yellow]NLUSERVE_AUTH=false and bound to {settings.host}: anyone who can "
+            "reach this port can call the models, with no key, quota or audit log.[/]"
+        )
     if settings.workers > 1 or settings.use_inference_process():
         # The inference process is another process whose metrics /metrics must include.
         prepare_metrics_dir(settings)

@@ -77,7 +77,7 @@ def _tenant_table(tenants: list[Any]) -> Table:
         table.add_row(
             t.id,
             t.name,
-            t.status,
+            f"{t.status}, admin" if t.admin else t.status,
             str(t.quota_daily),
             str(t.rate_per_s),
             str(t.burst),
@@ -93,12 +93,15 @@ def tenant_create(
     rate: Annotated[float | None, typer.Option(help="sustained calls per second")] = None,
     burst: Annotated[int | None, typer.Option(help="burst size")] = None,
     scope: Annotated[str, typer.Option(help="comma-separated models/tasks (empty: all)")] = "",
+    admin: Annotated[
+        bool, typer.Option("--admin", help="its keys may manage tenants and keys")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a tenant and print its first API key (shown once)."""
     svc = _service()
     scopes = [s for s in scope.split(",") if s]
-    tenant, key = _guard(lambda: svc.create_tenant(name, quota_daily, rate, burst, scopes))
+    tenant, key = _guard(lambda: svc.create_tenant(name, quota_daily, rate, burst, scopes, admin))
     if as_json:
         print_json({"tenant": _plain(tenant), "api_key": key.api_key})
         return

@@ -48,14 +48,32 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """``NLUSERVE_LOG_JSON=false``: one readable line, still with the request id and the
+    record's fields (``key=value``), which say as much as the JSON line does."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = dict(getattr(record, "fields", {}))
+        rid = request_id_var.get()
+        if rid:
+            fields = {"request_id": rid, **fields}
+        if fields:
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return line
+
+
+def formatter(as_json: bool) -> logging.Formatter:
+    return JsonFormatter() if as_json else TextFormatter()
+
+
 def configure(level: str = "info", as_json: bool = True) -> None:
     """Route nluserve, uvicorn and gunicorn logs through one handler."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter()
-        if as_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
+    handler.setFormatter(formatter(as_json))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -40,6 +40,34 @@ max_requests_jitter = _settings.max_requests // 10
 accesslog = None  # nluserve logs its own access lines (with request ids, without bodies)
 errorlog = "-"
 loglevel = _settings.log_level
+# The master's own lines (starting, booting worker, worker timeout) in the same format and on
+# the same stream as everything else, not gunicorn's plain text on stderr. Gunicorn applies
+# this after its own set-up; dictConfig drops the handlers it had given its loggers.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "nluserve": {
+            "()": "nluserve.observability.logging.formatter",
+            "as_json": _settings.log_json,
+        }
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "nluserve",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"level": _settings.log_level.upper(), "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": _settings.log_level.upper(), "handlers": [], "propagate": True},
+        "gunicorn.access": {"handlers": [], "propagate": True},
+    },
+}
+# Gunicorn 25.1+ opens a control socket in $HOME/.gunicorn for `gunicornc`; nluserve does not
+# use it, and a socket that can stop workers is one more thing to protect.
+control_socket_disable = True
 forwarded_allow_ips = ",".join(_settings.trusted_proxies)
 proxy_allow_ips = forwarded_allow_ips
 

@@ -99,7 +99,7 @@ def _serve(settings: Settings) -> None:
             access_log=False,
             timeout_graceful_shutdown=int(settings.graceful_timeout_s),
             timeout_keep_alive=KEEPALIVE_S,
-            http=http_protocol(),
+            http=http_protocol(settings.client_timeout_s),
             forwarded_allow_ips=",".join(settings.trusted_proxies),
             proxy_headers=True,
         )
@@ -126,11 +126,14 @@ def _gunicorn(settings: Settings) -> None:
                 "accesslog",
                 "errorlog",
                 "loglevel",
+                "logconfig_dict",
                 "forwarded_allow_ips",
                 "proxy_allow_ips",
                 "child_exit",
+                "control_socket_disable",
             ):
-                self.cfg.set(key, getattr(gunicorn_conf, key))
+                if key in self.cfg.settings:
+                    self.cfg.set(key, getattr(gunicorn_conf, key))
             self.cfg.set("workers", settings.workers)
             self.cfg.set("preload_app", settings.preload_models())
             bind = (

@@ -33,7 +33,7 @@ class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **UvicornWorker.CONFIG_KWARGS,
-        "http": http_protocol(),
+        "http": http_protocol(Settings().client_timeout_s),
     }
 
     def init_process(self) -> None:

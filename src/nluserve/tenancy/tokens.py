@@ -137,7 +137,7 @@ class TokenCodec:
                 },
             )
         except jwt.PyJWTError as exc:
-            raise TokenError(f"invalid token: {type(exc).__name__}") from exc
+            raise TokenError(f"invalid token: {_reason(exc)}") from exc
         # This server issues tokens for at most an hour; a longer one was not made by it (a
         # leaked signing key would otherwise mint tokens valid for years).
         if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
@@ -152,3 +152,20 @@ class TokenCodec:
             str(claims["jti"]),
             float(claims["exp"]),
         )
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    """What a client is told about its token, in words rather than PyJWT's class names."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not valid yet (nbf or iat in the future)"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "issued for another audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "issued by another issuer"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the {exc.claim} claim is missing"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the signature does not verify"
+    return "malformed"

@@ -100,6 +100,9 @@ def test_a_call_over_the_character_budget_is_422() -> None:
         ({"text": " \t\n　"}, "text"),
         ({"texts": ["张三", "  "]}, "texts[1]"),
         ({"texts": []}, "texts"),
+        # Control and invisible format characters are blanks to the models too.
+        ({"text": "\u0000"}, "text"),
+        ({"text": "\u0001\u200b\ufeff "}, "text"),
     ],
 )
 def test_empty_or_blank_texts_are_422(payload: dict[str, Any], field: str) -> None:
@@ -111,6 +114,64 @@ def test_invalid_utf8_is_400() -> None:
     raw = b'{"text": "\xff\xfe\xe5\xbc"}'
     response = _answer(_post("/v1/ner", content=raw, headers={"content-type": "application/json"}))
     assert assert_problem(response, 400)["type"].endswith("/malformed-json")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # UTF-16, which the stdlib json module would decode by guessing
+        '{"text": "张三"}'.encode("utf-16"),
+        '{"text": "张三"}'.encode("utf-16-le"),
+        # a surrogate encoded as UTF-8 bytes (not the JSON escape, which is a 422 below)
+        b'{"text": "\xed\xa0\x80\xe5\xbc\xa0"}',
+        b'{"text": "\x00"}',
+    ],
+    ids=["utf-16", "utf-16-le", "surrogate-bytes", "raw-nul"],
+)
+def test_bytes_that_are_not_utf8_json_are_400(raw: bytes) -> None:
+    response = _answer(_post("/v1/ner", content=raw, headers={"content-type": "application/json"}))
+    assert assert_problem(response, 400)["type"].endswith("/malformed-json")
+
+
+def test_a_surrogate_split_across_two_body_parts_is_still_found() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"text": "\xed'
+        yield b'\xa0\x80"}'
+
+    call = _post("/v1/ner", content=chunks(), headers={"content-type": "application/json"})
+    assert assert_problem(_answer(call), 400)["type"].endswith("/malformed-json")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+def test_a_content_coding_is_415_asking_for_identity(coding: str) -> None:
+    headers = {"content-type": "application/json", "content-encoding": coding}
+    response = _answer(_post("/v1/ner", content=b'{"text": "\\u5f20\\u4e09"}', headers=headers))
+    assert assert_problem(response, 415)["type"].endswith("/unsupported-media-type")
+    assert response.headers["accept-encoding"] == "identity"
+    headers["content-encoding"] = "identity"
+    ok = _answer(_post("/v1/ner", content=b'{"text": "\\u5f20\\u4e09"}', headers=headers))
+    assert ok.status_code == 200, ok.text
+
+
+def test_an_empty_model_name_is_422_not_the_default_model() -> None:
+    body = assert_problem(_answer(_post("/v1/ner", {"text": "张三", "model": ""})), 422)
+    assert _fields(body) == {"model"}
+
+
+def test_a_422_lists_at_most_twenty_errors_however_many_fields_were_wrong() -> None:
+    payload = {"text": "张三", **{f"f{i}": 1 for i in range(300)}}
+    response = _answer(_post("/v1/ner", payload), max_body_bytes=100_000)
+    body = assert_problem(response, 422)
+    assert len(body["errors"]) == 20
+    assert body["detail"].endswith("and 280 more")
+    assert len(response.content) < 5000
+
+
+def test_unknown_labels_are_quoted_back_only_in_part() -> None:
+    labels = [f"x{i}" for i in range(500)]
+    response = _answer(_post("/v1/ner", {"text": "张三", "labels": labels}), max_body_bytes=100_000)
+    body = assert_problem(response, 422)
+    assert "and 490 more" in body["detail"] and "x499" not in body["detail"]
 
 
 def test_malformed_json_is_400() -> None:
@@ -308,13 +369,29 @@ def test_labels_on_a_classification_model_are_checked_too() -> None:
     }
 
 
-def test_health_and_readiness_answer_head() -> None:
+def test_head_is_answered_wherever_get_is_without_a_body() -> None:
     async def call(client: httpx.AsyncClient) -> httpx.Response:
-        ready = await client.head("/readyz")
-        assert ready.status_code == 200 and ready.content == b""
-        return await client.head("/healthz")
+        for path in ("/readyz", "/healthz", "/v1/models", "/v1/models/general"):
+            got = await client.get(path)
+            head = await client.head(path)
+            assert head.status_code == got.status_code == 200, (path, head.status_code)
+            assert head.content == b"", path
+            assert head.headers["content-length"] == str(len(got.content)), path
+        # A route without GET does not take HEAD either, and says what it takes.
+        return await client.head("/v1/ner")
 
-    assert _answer(call).status_code == 200
+    refused = _answer(call)
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(("path", "allow"), [("/healthz", "GET, HEAD"), ("/v1/ner", "POST")])
+def test_a_405_names_every_method_the_path_takes(path: str, allow: str) -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.request("PUT", path)
+
+    response = _answer(call)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allow
 
 
 def test_an_unexpected_error_is_a_500_problem_with_the_request_id_in_header_and_log(

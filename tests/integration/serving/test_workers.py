@@ -164,6 +164,9 @@ def test_recycled_workers_exit_cleanly_and_are_replaced(server: Server) -> None:
     ]
     assert len(starts) >= 2, server.output()
     assert all(b - a >= 1.9 for a, b in itertools.pairwise(starts)), starts
+    # The master's own lines are JSON on the same stream, not gunicorn's plain text.
+    boots = [line for line in log.splitlines() if "Booting worker" in line]
+    assert boots and all(json.loads(x)["logger"] == "gunicorn.error" for x in boots), boots[:2]
 
 
 def _timed(url: str, body: dict[str, object]) -> float:

@@ -169,6 +169,21 @@ def test_an_expired_key_is_refused(stack: Stack) -> None:
     asyncio.run(scenario())
 
 
+def test_two_authorization_headers_are_400_whichever_comes_first(stack: Stack) -> None:
+    _, key = stack.tenant("acme")
+
+    async def scenario() -> None:
+        async with running(stack.app) as client:
+            for pair in ((key, "junk"), ("junk", key), (key, key)):
+                headers = [("authorization", f"Bearer {v}") for v in pair]
+                r = await client.post(PREDICT, json={"text": TEXT}, headers=headers)
+                assert "one Authorization header" in assert_problem(r, 400)["detail"]
+            r = await client.post(PREDICT, json={"text": TEXT}, headers=bearer(key))
+            assert r.status_code == 200, r.text
+
+    asyncio.run(scenario())
+
+
 def test_a_revoked_key_is_refused_within_the_cache_time(stack: Stack) -> None:
     tenant, key = stack.tenant("acme")
     _, other = stack.tenant("other")

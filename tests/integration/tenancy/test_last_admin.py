@@ -46,8 +46,18 @@ def test_the_last_active_admin_tenant_cannot_be_disabled(stack: Stack) -> None:
             )
             assert r.status_code == 200, r.text
 
-            # With a second active admin tenant, either may be disabled, but not both.
-            spare, spare_key = stack.tenant("spare", admin=True)
+            # An admin makes a second admin tenant over the API; either may then be
+            # disabled, but not both.
+            r = await client.post(
+                "/admin/tenants", json={"name": "spare", "admin": True}, headers=bearer(root_key)
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["tenant"]["admin"] is True
+            spare, spare_key = stack.tenancy.find("spare"), r.json()["api_key"]
+            r = await client.post(
+                "/admin/tenants", json={"name": "plain"}, headers=bearer(root_key)
+            )
+            assert r.json()["tenant"]["admin"] is False
             r = await client.patch(
                 f"/admin/tenants/{root.id}", json={"status": "disabled"}, headers=bearer(spare_key)
             )

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from nluserve.api.deps import MeteredCallerDep, TenancyDep
+from nluserve.api.deps import KeyHolderDep, TenancyDep
 from nluserve.api.problems import ProblemError, responses
 from nluserve.errors import NluserveError
 
@@ -25,17 +25,11 @@ class TokenOut(BaseModel):
 
 # A signature and a database read: each takes a burst token (no daily unit).
 @router.post("/token", response_model=TokenOut, summary="Exchange an API key for a JWT")
-async def token(caller: MeteredCallerDep, tenancy: TenancyDep) -> TokenOut:
-    if (
-        caller.principal is None
-        or caller.principal.key_id is None
-        or caller.principal.token_scopes is not None
-    ):
+async def token(caller: KeyHolderDep, tenancy: TenancyDep) -> TokenOut:
+    if caller.principal is None or caller.principal.key_id is None:
+        # Only with NLUSERVE_AUTH=false: there are no keys, so no tokens.
         raise ProblemError(
-            401,
-            "unauthorized",
-            "API key required",
-            "send the API key (not a token) as the Bearer credential",
+            404, "not-found", "Not found", "tenancy is disabled (NLUSERVE_AUTH=false)"
         )
     try:
         # A database read (the current signing key): off the event loop.

@@ -33,6 +33,7 @@ from nluserve.api.schemas import (
     UniNluIn,
     UniNluOut,
 )
+from nluserve.errors import shown
 from nluserve.runtime.model import Model
 from nluserve.runtime.results import ClassResult, NerResult
 from nluserve.services.inference import Prediction
@@ -163,7 +164,7 @@ def _plan(
             422,
             "unknown-label",
             "Unknown schema key",
-            f"no served model recognises {unknown}",
+            f"no served model recognises {shown(unknown)}",
             valid_labels=valid,
         )
     return plan

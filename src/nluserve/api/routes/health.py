@@ -38,12 +38,6 @@ async def readyz(request: Request, service: InferenceDep) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-# HEAD too, which load balancers and uptime monitors often probe with (kept out of the schema:
-# one operation per path and method there).
-router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
-router.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
-
-
 @router.get("/metrics", summary="Prometheus metrics (all workers)", include_in_schema=False)
 async def prometheus(service: InferenceDep) -> Response:
     for name, batcher in service.batchers.items():

@@ -62,6 +62,9 @@ class TenantIn(BaseModel):
     rate_per_s: float | None = Field(None, ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)
     burst: int | None = Field(None, gt=0, le=MAX_BURST)
     scopes: list[str] = Field(default_factory=list, description="models/tasks; empty = all")
+    admin: bool = Field(
+        False, description="its keys may manage tenants and keys (the /admin routes and console)"
+    )
 
 
 class TenantPatch(BaseModel):
@@ -168,6 +171,7 @@ async def create_tenant(body: TenantIn, tenancy: TenancyDep, _: AdminDep) -> New
             body.rate_per_s,
             body.burst,
             body.scopes,
+            body.admin,
         )
     except Conflict as exc:
         raise ProblemError(409, "conflict", "Tenant exists", str(exc)) from exc

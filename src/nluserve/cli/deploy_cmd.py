@@ -132,10 +132,16 @@ def restore(backup_file: Path, as_json: JsonOpt = False) -> None:
     """Replace the SQLite database with a backup (stop the service first; the old one is kept)."""
     from nluserve.deploy.backup import restore as run_restore
     from nluserve.settings import Settings
-    from nluserve.tenancy.service import database_url
+    from nluserve.tenancy.service import TenancyService, database_url
 
+    settings = Settings()
     try:
-        safety = run_restore(database_url(Settings()), backup_file)
+        safety = run_restore(database_url(settings), backup_file)
+        # Backups hold no signing keys (a stolen one could mint tokens): make the new current
+        # one now, as a start would, so that tokens can be issued at once.
+        service = TenancyService.from_settings(settings)
+        service.ensure_signing_key()
+        service.repo.close()
     except NluserveError as exc:
         fail(str(exc))
     if as_json:

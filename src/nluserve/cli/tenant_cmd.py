@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -33,6 +34,9 @@ def _service() -> Any:
     except NluserveError as exc:
         fail(str(exc))
     service.served_models = served_names(settings.models)
+    # Each command uses the service once and returns; its pooled database connections are
+    # closed when the repository goes, instead of being dropped open (PostgreSQL logs those).
+    weakref.finalize(service.repo, service.repo.engine.dispose)
     return service
 
 

@@ -4,7 +4,9 @@ PostgreSQL through pg_dump. Restores are SQLite-only here; PostgreSQL restores u
 The quota store (``quota.db``) is not backed up: it holds today's counters, which a restore
 should not bring back. The key pepper (``secrets/pepper``) is not in the backup either, on
 purpose: keep it in your secret store, since a backup together with it lets anyone who steals
-both test guessed API keys offline.
+both test guessed API keys offline. Nor are the JWT signing keys (``signing_keys``): with a
+private key, whoever holds a backup could mint tokens for any tenant. Tokens live an hour at
+most, so a restored database needs no old key; the server makes a new one when it starts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nluserve.db.sqlite_wal import private_file
 from nluserve.errors import NluserveError
 
 BACKUP_GLOB = "nluserve-*.db"
+SIGNING_KEYS = "signing_keys"  # left out of every backup (see above)
 PG_BACKUP_GLOB = "nluserve-*.dump"
 _PAGES_PER_STEP = 1024  # lets writers in between steps instead of one long read lock
 
@@ -89,6 +92,10 @@ def _sqlite_copy(source: Path, dest: Path) -> None:
             src.backup(dst, pages=_PAGES_PER_STEP)
             # A backup is one self-contained file: no -wal/-shm beside it.
             dst.execute("PRAGMA journal_mode=DELETE")
+            # secure_delete zeroes the freed pages, so the keys' bytes are gone, not just unlinked.
+            dst.execute("PRAGMA secure_delete=ON")
+            with dst:
+                dst.execute(f"DELETE FROM {SIGNING_KEYS}")
         finally:
             dst.close()
     finally:
@@ -172,7 +179,14 @@ def pg_dump_command(url: str, dest: Path) -> tuple[list[str], dict[str, str]]:
         host = netloc.rsplit("@", 1)[1]
         netloc = f"{parts.username}@{host}" if parts.username else host
     plain = urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
-    argv = ["pg_dump", "--format=custom", "--no-owner", f"--file={dest}", f"--dbname={plain}"]
+    argv = [
+        "pg_dump",
+        "--format=custom",
+        "--no-owner",
+        f"--exclude-table-data={SIGNING_KEYS}",
+        f"--file={dest}",
+        f"--dbname={plain}",
+    ]
     return argv, env
 
 

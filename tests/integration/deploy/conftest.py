@@ -15,6 +15,10 @@ import pytest
 
 from nluserve.deploy.render import RenderOptions, render_files, write_files
 from nluserve.settings import Settings
+from tests.support.services import (  # noqa: F401  (pytest finds fixtures by name)
+    postgres_server,
+    postgres_url,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 DOMAIN = "api.example.com"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,12 @@ def test_backup_then_change_then_restore_brings_back_the_backed_up_state(tmp_pat
     assert backup.parent == tmp_path / "backups" and backup.name.startswith("nluserve-")
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert _tenants(backup) == {"alpha"}
+    # The JWT signing keys stay out: with one, a backup's holder could mint any tenant's tokens.
+    assert _signing_keys(db) >= 1
+    assert _signing_keys(backup) == 0
+    wal = data / "nluserve.db-wal"
+    assert b"PRIVATE KEY" in db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert b"PRIVATE KEY" not in backup.read_bytes()
 
     _cli(data, "tenant", "create", "beta")
     _cli(data, "tenant", "disable", "alpha")
@@ -59,6 +67,15 @@ def test_backup_then_change_then_restore_brings_back_the_backed_up_state(tmp_pat
     assert [(t["name"], t["status"]) for t in listed] == [("alpha", "active")]
     previous = Path(str(restored["previous"]))
     assert _tenants(previous) == {"alpha", "beta"}  # what the restore replaced is kept
+    # The restore made a new signing key: tokens can be issued at once.
+    assert _signing_keys(db) == 1
+    assert _cli(data, "token", "issue", "alpha")["access_token"]
+
+
+def _signing_keys(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM signing_keys").fetchone()
+    return int(count)
 
 
 def test_backup_into_a_directory_keeps_only_the_newest(tmp_path: Path) -> None:
@@ -100,4 +117,27 @@ def test_pg_dump_gets_the_password_through_the_environment_not_argv(tmp_path: Pa
     argv, env = pg_dump_command(url, tmp_path / "x.dump")
     assert env == {"PGPASSWORD": "s@cret"}
     assert "--dbname=postgresql://nlu@db.internal:5432/nluserve?sslmode=require" in argv
+    assert "--exclude-table-data=signing_keys" in argv
     assert not any("cret" in a for a in argv)
+
+
+def test_a_postgresql_backup_leaves_the_signing_keys_out(tmp_path: Path, postgres_url: str) -> None:
+    env = {**_env(tmp_path / "data"), "NLUSERVE_DATABASE_URL": postgres_url}
+    env["NLUSERVE_KEY_PEPPER"] = "0" * 64
+
+    def cli(*args: str) -> dict[str, object]:
+        result = CliRunner(env=env).invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        parsed: dict[str, object] = json.loads(result.stdout)
+        return parsed
+
+    cli("migrate")
+    cli("tenant", "create", "alpha")
+    dump = Path(str(cli("deploy", "backup", "--out", f"{tmp_path}/backups/")["backup"]))
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r"TABLE DATA public tenants ", listing), listing
+    assert re.search(r"TABLE public signing_keys ", listing), listing  # the table, empty
+    assert not re.search(r"TABLE DATA public signing_keys ", listing), listing

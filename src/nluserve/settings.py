@@ -60,6 +60,12 @@ def _is_placeholder(value: str) -> bool:
     )
 
 
+# Read from the environment where they apply (the model store, ONNX Runtime sessions), since
+# they work outside `serve` too (`nluserve predict`, `load_model()`): not Settings fields, but
+# settings all the same (docs/settings.md), which an env file may hold.
+ENVIRONMENT_ONLY = frozenset({"NLUSERVE_MODELS_DIR", "NLUSERVE_ORT_THREADS"})
+
+
 class Settings(BaseSettings):
     """Every field is also an ``NLUSERVE_<NAME>`` environment variable."""
 

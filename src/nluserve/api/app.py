@@ -84,6 +84,7 @@ def create_app(
     app.state.settings = settings
     app.state.inference = service
     app.state.readiness_probes = {}
+    app.state.advisory_probes = set()
     app.state.gate = None
     app.state.tenancy = tenancy
     problems.install(app)
@@ -119,6 +120,11 @@ async def _start_tenancy(app: FastAPI, settings: Settings, tenancy: TenancyServi
     app.state.readiness_probes.update(
         {"database": lambda: asyncio.to_thread(tenancy.repo.ping), "quota": quota.ping}
     )
+    if settings.quota_fail_open:
+        # Calls are admitted while the quota store is away, so the instance stays ready: a Redis
+        # blip must not take every instance out of the load balancer at once. /readyz still
+        # names the store's state.
+        app.state.advisory_probes = {"quota"}
     app.state.touch_task = asyncio.get_running_loop().create_task(_touch_keys(gate, tenancy))
     return gate
 

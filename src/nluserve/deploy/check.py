@@ -22,7 +22,7 @@ from nluserve.deploy.render import (
     SYSTEMD_DIR,
 )
 from nluserve.deploy.tools import CheckResult, Status
-from nluserve.settings import Settings, describe_invalid
+from nluserve.settings import ENVIRONMENT_ONLY, Settings, describe_invalid
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -92,7 +92,7 @@ def check_env(path: Path, target: str) -> tuple[CheckResult, dict[str, str]]:
     if mode & 0o077:
         problems.append(f"mode is {mode:04o}: it holds secrets, make it 0600")
     values = {k: v or "" for k, v in dotenv_values(path).items()}
-    known = {f"NLUSERVE_{name.upper()}" for name in Settings.model_fields}
+    known = {f"NLUSERVE_{name.upper()}" for name in Settings.model_fields} | ENVIRONMENT_ONLY
     problems += [f"unknown setting {k}" for k in values if k not in known]
     try:
         _FileOnlySettings(_env_file=path)

@@ -203,6 +203,7 @@ def _values(opts: RenderOptions) -> dict[str, str]:
         "ports": ", ".join(str(p) for p in opts.ports),
         "max_body_bytes": str(s.max_body_bytes),
         "request_timeout_s": _number(s.request_timeout_s),
+        "client_timeout_s": str(math.ceil(s.client_timeout_s)),
         "graceful_timeout_s": _number(s.graceful_timeout_s),
         "proxy_timeout_s": str(opts.proxy_timeout_s),
         "timeout_stop_s": str(opts.timeout_stop_s),
@@ -308,8 +309,21 @@ def render_files(opts: RenderOptions) -> list[RenderedFile]:
     return files
 
 
+MANIFEST = ".nluserve-render"  # what the last render wrote into a directory
+
+
 def write_files(files: list[RenderedFile], out: Path) -> list[Path]:
-    """Write the set under ``out``, each file created with its final mode (never 0644 first)."""
+    """Write the set under ``out``, each file created with its final mode (never 0644 first).
+
+    Files an earlier render wrote there and this one does not (``nluserve@.service`` after a
+    switch to one backend, nginx's sites after a switch to Caddy) are removed, so that
+    installing ``etc/...`` never installs a stale set beside the new one."""
+    manifest = out / MANIFEST
+    if manifest.exists():
+        now = {str(f.path) for f in files}
+        for old in manifest.read_text(encoding="utf-8").splitlines():
+            if old and old not in now and ".." not in PurePosixPath(old).parts:
+                out.joinpath(*PurePosixPath(old).parts).unlink(missing_ok=True)
     written = []
     for f in files:
         target = out.joinpath(*f.path.parts)
@@ -320,4 +334,5 @@ def write_files(files: list[RenderedFile], out: Path) -> list[Path]:
             fh.write(f.text)
         target.chmod(f.mode)  # the umask may have taken bits away from the executable hook
         written.append(target)
+    manifest.write_text("".join(f"{f.path}\n" for f in files), encoding="utf-8")
     return written

@@ -104,3 +104,16 @@ def test_check_of_a_directory_without_a_rendered_set_is_an_error(tmp_path: Path)
     result = CliRunner().invoke(app, ["deploy", "check", str(tmp_path)])
     assert result.exit_code == 1
     assert "nothing that `nluserve deploy render` writes" in result.output
+
+
+def test_the_env_file_may_hold_the_settings_read_from_the_environment(tmp_path: Path) -> None:
+    from nluserve.deploy.check import check_env
+
+    env = tmp_path / "nluserve.env"
+    env.write_text("NLUSERVE_MODELS_DIR=/srv/models\nNLUSERVE_ORT_THREADS=2\nNLUSERVE_WORKERS=2\n")
+    env.chmod(0o600)
+    result, _ = check_env(env, "nluserve.service")
+    assert result.status == "ok", result
+    env.write_text("NLUSERVE_MODLES_DIR=/srv/models\n")
+    result, _ = check_env(env, "nluserve.service")
+    assert result.status == "failed" and "NLUSERVE_MODLES_DIR" in result.detail

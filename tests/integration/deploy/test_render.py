@@ -87,6 +87,13 @@ def test_proxy_waits_longer_than_the_service_deadline_and_systemd_longer_than_th
     assert _env(files[ENV])["NLUSERVE_GRACEFUL_TIMEOUT_S"] == "25"
 
 
+def test_nginx_gives_a_slow_client_the_services_own_client_timeout() -> None:
+    files = _files(settings=settings(client_timeout_s=12.5))
+    assert _env(files[ENV])["NLUSERVE_CLIENT_TIMEOUT_S"] == "13"
+    for name in ("client_body_timeout", "client_header_timeout"):
+        assert [_seconds(v) for v in _directives(files[NGINX], name)] == [13], name
+
+
 def test_unit_is_hardened_and_writes_only_the_data_directory() -> None:
     unit = _files(data_dir="/srv/nlu", prefix="/opt/nlu", user="svc")[UNIT]
     assert _directives(unit, "ReadWritePaths") == ["/srv/nlu"]
@@ -342,3 +349,23 @@ def test_admin_key_command_prints_a_key_the_service_accepts() -> None:
     result = CliRunner().invoke(app, ["deploy", "admin-key"])
     assert result.exit_code == 0
     assert parse(result.stdout.strip()) is not None
+
+
+def test_alerts_are_sent_to_an_alertmanager_on_loopback() -> None:
+    import yaml
+
+    config = yaml.safe_load(_files()["etc/prometheus/prometheus.yml"])
+    [manager] = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+    assert config["rule_files"] == ["nluserve-alerts.yml"]
+
+
+def test_a_second_render_into_the_same_directory_leaves_no_stale_file(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    render(out, proxy="nginx", backends=2)
+    assert (out / "etc/systemd/system/nluserve@.service").exists() and (out / NGINX).exists()
+    (out / "notes.txt").write_text("mine")  # not the render's: left alone
+    render(out, proxy="caddy", backends=1)
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    expected = {str(f.path) for f in render_files(options(proxy="caddy", backends=1))}
+    assert files == expected | {"notes.txt", ".nluserve-render"}

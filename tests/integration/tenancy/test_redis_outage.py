@@ -72,6 +72,10 @@ def test_unreachable_redis_admits_calls_when_configured_to_fail_open(
                 assert "RateLimit-Policy" in r.headers
             await stack.app.state.gate.audit.flush()
             assert stack.tenancy.repo.audit_count(tenant.id) == 3
+            # It admits calls, so it stays in the load balancer; /readyz still says why.
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert "fail-open" in ready.json()["checks"]["quota"]
 
     asyncio.run(scenario())
 

@@ -27,13 +27,19 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request, service: InferenceDep) -> Response:
     checks = {name: "ok" if name in service.batchers else "not started" for name in service.models}
+    advisory: set[str] = getattr(request.app.state, "advisory_probes", set())
+    failed = [name for name, ok in checks.items() if ok != "ok"]
     for name, probe in getattr(request.app.state, "readiness_probes", {}).items():
         try:
             await probe()
             checks[name] = "ok"
         except Exception as exc:  # a probe failure is the answer, not an error
             checks[name] = f"unreachable: {type(exc).__name__}"
-    ready = bool(checks) and all(v == "ok" for v in checks.values())
+            if name in advisory:
+                checks[name] += " (fail-open: calls are admitted)"
+            else:
+                failed.append(name)
+    ready = bool(checks) and not failed
     body = Health(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

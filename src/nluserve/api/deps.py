@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from nluserve.api.problems import ProblemError
 from nluserve.errors import StoreUnavailableError
@@ -255,6 +255,12 @@ async def get_call(request: Request) -> Call:
     )
 
 
+async def no_store(response: Response) -> None:
+    """For answers that carry a secret (a new API key, an access token): no browser cache or
+    proxy may keep a copy (RFC 6749 5.1 asks it of token responses)."""
+    response.headers["Cache-Control"] = "no-store"
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -267,3 +273,4 @@ TenancyDep = Annotated[TenancyService, Depends(get_tenancy)]
 CallDep = Annotated[Call, Depends(get_call)]
 # For routers whose routes take a JSON body (the prediction routes check it in get_call).
 JSON_BODY = Depends(require_json)
+NO_STORE = Depends(no_store)

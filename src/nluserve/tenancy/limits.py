@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Collection, Iterable
 
 from nluserve.errors import NluserveError
@@ -42,6 +43,12 @@ def check_tenant(
             "characters)"
             if len(name) > MAX_NAME
             else f"tenant name {name!r} may hold only letters, digits, '_', '.' and '-'"
+        )
+    if name is not None and unicodedata.normalize("NFKC", name) != name:
+        # "ａｄｍｉｎ" (full-width) would sit beside "admin" looking the same in every table.
+        raise InvalidValue(
+            f"tenant name {name!r} has full-width or compatibility characters: use "
+            f"{unicodedata.normalize('NFKC', name)!r}"
         )
     if quota_daily is not None and not 0 <= quota_daily <= MAX_QUOTA:
         raise InvalidValue(f"daily quota must be 0 to {MAX_QUOTA:,}, not {quota_daily}")

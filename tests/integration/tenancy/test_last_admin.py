@@ -52,6 +52,7 @@ def test_the_last_active_admin_tenant_cannot_be_disabled(stack: Stack) -> None:
                 "/admin/tenants", json={"name": "spare", "admin": True}, headers=bearer(root_key)
             )
             assert r.status_code == 201, r.text
+            assert r.headers["cache-control"] == "no-store"  # it carries a new key
             assert r.json()["tenant"]["admin"] is True
             spare, spare_key = stack.tenancy.find("spare"), r.json()["api_key"]
             r = await client.post(

@@ -213,6 +213,7 @@ def test_token_endpoint_issues_a_short_lived_eddsa_at_jwt(stack: Stack) -> None:
         async with running(stack.app) as client:
             r = await client.post(TOKEN, headers=bearer(key))
             assert r.status_code == 200, r.text
+            assert r.headers["cache-control"] == "no-store"  # RFC 6749 5.1
             body = r.json()
             assert body["token_type"] == "Bearer"
             assert 0 < body["expires_in"] <= 3600

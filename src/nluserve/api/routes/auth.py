@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from nluserve.api.deps import KeyHolderDep, TenancyDep
+from nluserve.api.deps import NO_STORE, KeyHolderDep, TenancyDep
 from nluserve.api.problems import ProblemError, responses
 from nluserve.errors import NluserveError
 
@@ -24,7 +24,12 @@ class TokenOut(BaseModel):
 
 
 # A signature and a database read: each takes a burst token (no daily unit).
-@router.post("/token", response_model=TokenOut, summary="Exchange an API key for a JWT")
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    summary="Exchange an API key for a JWT",
+    dependencies=[NO_STORE],
+)
 async def token(caller: KeyHolderDep, tenancy: TenancyDep) -> TokenOut:
     if caller.principal is None or caller.principal.key_id is None:
         # Only with NLUSERVE_AUTH=false: there are no keys, so no tokens.

@@ -45,5 +45,18 @@ async def console_page(request: Request) -> Response:
 async def console_asset(name: str, request: Request) -> Response:
     asset = assets().get(name)
     if asset is None or name == "index.html":
-        raise ProblemError(404, "not-found", "Not found", f"no console asset {name!r}")
+        raise _missing()
     return _serve(asset, request)
+
+
+@router.api_route("/{rest:path}", methods=["GET", "HEAD"])
+async def console_missing(rest: str) -> Response:
+    raise _missing()
+
+
+def _missing() -> ProblemError:
+    # With the console's own headers: "every console response carries them", a 404 too. The
+    # name asked for is not echoed back.
+    return ProblemError(
+        404, "not-found", "Not found", "no such console page or asset", headers=SECURITY_HEADERS
+    )

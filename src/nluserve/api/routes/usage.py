@@ -10,7 +10,14 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from nluserve.api.deps import JSON_BODY, AdminDep, MeteredAdminDep, MeteredCallerDep, TenancyDep
+from nluserve.api.deps import (
+    JSON_BODY,
+    NO_STORE,
+    AdminDep,
+    MeteredAdminDep,
+    MeteredCallerDep,
+    TenancyDep,
+)
 from nluserve.api.problems import ProblemError, responses
 from nluserve.tenancy.limits import (
     MAX_BURST,
@@ -161,7 +168,7 @@ async def list_tenants(tenancy: TenancyDep, _: AdminDep) -> list[TenantOut]:
     return [_tenant(t) for t in await asyncio.to_thread(tenancy.repo.tenants)]
 
 
-@admin.post("/tenants", response_model=NewTenantOut, status_code=201)
+@admin.post("/tenants", response_model=NewTenantOut, status_code=201, dependencies=[NO_STORE])
 async def create_tenant(body: TenantIn, tenancy: TenancyDep, _: AdminDep) -> NewTenantOut:
     try:
         tenant, key = await asyncio.to_thread(
@@ -208,7 +215,9 @@ async def list_keys(tenant: str, tenancy: TenancyDep, _: AdminDep) -> list[KeyOu
         raise _not_found(exc) from exc
 
 
-@admin.post("/tenants/{tenant}/keys", response_model=NewKeyOut, status_code=201)
+@admin.post(
+    "/tenants/{tenant}/keys", response_model=NewKeyOut, status_code=201, dependencies=[NO_STORE]
+)
 async def create_key(tenant: str, body: KeyIn, tenancy: TenancyDep, _: AdminDep) -> NewKeyOut:
     try:
         found = await asyncio.to_thread(tenancy.find, tenant)

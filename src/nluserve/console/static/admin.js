@@ -56,27 +56,37 @@ function denied() {
 async function load(epoch = session.epoch()) {
   const mine = ++ticket;
   let tenants;
-  let usage;
+  let usage = null;
+  let usageError = null;
   let now;
   try {
     ({ data: tenants } = await call('GET', '/admin/tenants', { epoch }));
-    const answer = await call('GET', `/admin/usage?days=${CHART_DAYS}`, { epoch });
-    usage = answer.data;
-    now = serverTime(answer.headers);
   } catch (err) {
     if (mine !== ticket || superseded(err)) return;
     state = null;
     if (err.status === 403 && err.slug === 'forbidden') denied();
     else {
+      // A key just made is shown once: it stays on the page whatever failed after it.
       fillWith(root,
         h('h1', { id: 'admin-title', tabindex: '-1' }, t('ad.title')),
         alert(describe(err)),
+        revealedBox(),
       );
     }
     return;
   }
+  try {
+    // The usage report costs a burst token; when it is refused (429) or its store is away
+    // (503), the tenants are still shown, with the chart's error in its place.
+    const answer = await call('GET', `/admin/usage?days=${CHART_DAYS}`, { epoch });
+    usage = answer.data;
+    now = serverTime(answer.headers);
+  } catch (err) {
+    if (mine !== ticket || superseded(err)) return;
+    usageError = describe(err);
+  }
   if (mine !== ticket) return;
-  state = { tenants, usage, now };
+  state = { tenants, usage, usageError, now };
   if (openKeys && !(await loadKeys(openKeys, false, epoch))) return;
   if (mine !== ticket) return;
   render();
@@ -138,7 +148,8 @@ function formProblem(form) {
   const { name, quota } = form.elements;
   for (const field of [name, quota]) field.removeAttribute('aria-invalid');
   let problem = null;
-  if (!name.value.trim() || !/^[\w.-]+$/.test(name.value.trim())) problem = [name, t('ad.badName')];
+  // \p{L}\p{N}: the server's Python \w takes Chinese names (测试公司); JavaScript's \w is ASCII.
+  if (!name.value.trim() || !/^[\p{L}\p{N}\p{M}_.-]+$/u.test(name.value.trim())) problem = [name, t('ad.badName')];
   else if (!quota.checkValidity() || (quota.value.trim() && !Number.isSafeInteger(Number(quota.value)))) {
     problem = [quota, t('ad.badQuota')];
   }
@@ -346,7 +357,7 @@ function createForm() {
     h(
       'div',
       { class: 'grid2' },
-      h('div', { class: 'field' }, h('label', { for: 'ad-name' }, t('ad.name')), h('input', { id: 'ad-name', name: 'name', type: 'text', required: true, maxlength: 100, pattern: '[\\w.\\-]+', autocomplete: 'off' })),
+      h('div', { class: 'field' }, h('label', { for: 'ad-name' }, t('ad.name')), h('input', { id: 'ad-name', name: 'name', type: 'text', required: true, maxlength: 100, autocomplete: 'off' })),
       h('div', { class: 'field' }, h('label', { for: 'ad-quota' }, t('ad.quotaOpt')), h('input', { id: 'ad-quota', name: 'quota', type: 'number', min: 0, step: 1, inputmode: 'numeric', 'aria-describedby': 'ad-message' })),
     ),
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'ad-create-submit' }, t('ad.createBtn'))),
@@ -372,11 +383,11 @@ function focusedSelector() {
 }
 
 function render() {
-  const { tenants, usage, now } = state;
+  const { tenants, usage, usageError, now } = state;
   const refocus = focusedSelector();
   const days = lastDays(CHART_DAYS, now);
   const today = new Map();
-  for (const row of usage.rows) {
+  for (const row of usage?.rows ?? []) {
     if (row.day === days[days.length - 1]) today.set(row.tenant_id, (today.get(row.tenant_id) ?? 0) + row.calls);
   }
   const names = new Map(tenants.map((tenant) => [tenant.id, tenant.name]));
@@ -394,12 +405,14 @@ function render() {
     ),
     open ? keysPanel(open) : null,
     createForm(),
-    barChart({
-      id: 'tenants',
-      title: t('ad.chart'),
-      days,
-      series: seriesOf(usage.rows, days, (row) => names.get(row.tenant_id) ?? row.tenant_id.slice(0, 8), 'calls'),
-    }),
+    usage
+      ? barChart({
+          id: 'tenants',
+          title: t('ad.chart'),
+          days,
+          series: seriesOf(usage.rows, days, (row) => names.get(row.tenant_id) ?? row.tenant_id.slice(0, 8), 'calls'),
+        })
+      : h('section', { class: 'card', id: 'ad-usage-error' }, h('h2', {}, t('ad.chart')), alert(usageError)),
   );
   if (refocus) root.querySelector(refocus)?.focus();
 }

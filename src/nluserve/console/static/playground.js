@@ -146,6 +146,9 @@ async function run() {
   const path = `/v1/models/${encodeURIComponent(model.name)}/predict`;
   fillWith(el.message);
   const mine = ++ticket;
+  // A disabled button loses focus to <body>: give it back afterwards, so a keyboard user can
+  // run again without tabbing through the header.
+  const hadFocus = document.activeElement === el.run;
   el.run.disabled = true;
   el.run.textContent = t('pg.running');
   el.output.setAttribute('aria-busy', 'true');
@@ -166,6 +169,7 @@ async function run() {
       el.run.disabled = false;
       el.run.textContent = t('pg.run');
       el.output.removeAttribute('aria-busy');
+      if (hadFocus && (document.activeElement === document.body || !document.activeElement)) el.run.focus();
     }
   }
 }
@@ -290,7 +294,7 @@ function classOutput(model, results) {
   const names = new Map(model.labels.map((label) => [label.code, lang() === 'zh' ? label.name_zh : label.name_en]));
   const rows = results.map((result, i) => [
     String(i + 1),
-    h('span', { lang: 'zh', class: 'clip' }, last.texts[i]),
+    h('span', { lang: 'zh', class: 'clip', title: last.texts[i] }, last.texts[i]),
     h('strong', {}, result.label_name),
     num(result.score, 3),
     h(

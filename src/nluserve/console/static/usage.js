@@ -68,6 +68,7 @@ function renderPeriods() {
 async function load() {
   const mine = ++ticket;
   const days = Number(el.days.value) || PERIODS[0];
+  const hadFocus = document.activeElement === el.refresh; // disabling drops it to <body>
   el.refresh.disabled = true;
   el.body.setAttribute('aria-busy', 'true');
   try {
@@ -84,11 +85,15 @@ async function load() {
     render();
   } catch (err) {
     if (mine !== ticket || superseded(err)) return;
+    // What is drawn belongs to another period than the one now selected: take it away.
+    last = null;
+    fillWith(el.body);
     fillWith(el.message, alert(describe(err)));
   } finally {
     if (mine === ticket) {
       el.refresh.disabled = false;
       el.body.removeAttribute('aria-busy');
+      if (hadFocus && (document.activeElement === document.body || !document.activeElement)) el.refresh.focus();
     }
   }
 }

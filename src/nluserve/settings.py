@@ -152,6 +152,11 @@ class Settings(BaseSettings):
 
     log_level: str = Field("info", description="debug, info, warning, error")
     log_json: bool = Field(True, description="structured JSON logs (false: plain text)")
+    api_docs: bool = Field(
+        True,
+        description="serve the interactive API docs and schema (/docs, /redoc, /openapi.json); "
+        "false for a deployment that publishes its docs elsewhere",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="peers whose X-Forwarded-* headers are believed",

@@ -440,3 +440,13 @@ def test_an_unknown_model_name_is_echoed_only_in_part() -> None:
     body = assert_problem(response, 404)
     assert len(body["detail"]) < 300 and "models you may call: general" in body["detail"]
     assert len(response.content) < 1000
+
+
+def test_the_api_docs_can_be_switched_off() -> None:
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert_problem(await client.get(path), 404)
+        return await client.post("/v1/ner", json={"text": "张三"})
+
+    assert _answer(call, api_docs=False).status_code == 200
+    assert _answer(lambda c: c.get("/openapi.json")).status_code == 200

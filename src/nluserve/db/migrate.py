@@ -30,6 +30,10 @@ def upgrade(url: str, target: str = "head") -> str:
                 conn.commit()
             finally:
                 if engine.dialect.name == "postgresql":
+                    # After a failed migration the transaction is aborted: roll it back first, or
+                    # the unlock itself fails and hides the migration's own error. (Closing the
+                    # connection would release the session lock anyway.)
+                    conn.rollback()
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK})
                     conn.commit()
         return current(engine)

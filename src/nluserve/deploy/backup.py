@@ -195,6 +195,9 @@ def _pg_dump(url: str, dest: Path) -> None:
     if shutil.which("pg_dump") is None:
         raise BackupError("pg_dump is not installed (Debian: apt-get install postgresql-client)")
     partial = dest.with_name(f".{dest.name}.partial")
+    partial.unlink(missing_ok=True)
+    # Owner-only from the first byte: pg_dump truncates an existing file and keeps its mode.
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     argv, extra = pg_dump_command(url, partial)
     proc = subprocess.run(
         argv, env={**os.environ, **extra}, capture_output=True, text=True, check=False

@@ -135,7 +135,8 @@ def test_tls_is_1_2_and_1_3_only_with_hsts_and_http_redirects() -> None:
     assert "Strict-Transport-Security" in files[NGINX]
     http = files[NGINX_HTTP]
     assert "location ^~ /.well-known/acme-challenge/" in http
-    assert "return 301 https://$host$request_uri;" in http
+    assert f"return 301 https://{DOMAIN}$request_uri;" in http  # never the client's Host
+    assert "$host" not in http
     assert "listen 443" not in http
     caddy = _files(proxy="caddy")[CADDY]
     assert "tls1.2 tls1.3" in _directives(caddy, "protocols")

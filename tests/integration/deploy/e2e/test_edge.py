@@ -27,6 +27,9 @@ def test_port_80_redirects_to_https_but_serves_acme_challenges(stack: Stack) -> 
     r = httpx.get(f"{http}/v1/models?limit=1", headers=host, follow_redirects=False)
     assert r.status_code == 301
     assert r.headers["location"] == f"https://{DOMAIN}/v1/models?limit=1"
+    # A forged Host is not echoed into the redirect.
+    r = httpx.get(f"{http}/x", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 301 and r.headers["location"] == f"https://{DOMAIN}/x"
     assert "nginx/" not in r.headers.get("server", "")  # server_tokens off
 
     challenge = stack.base / "acme-webroot" / ".well-known" / "acme-challenge" / "e2e-token"

@@ -24,7 +24,7 @@ from nluserve.tenancy.gate import Gate, QuotaExceeded, Ticket, policy_of, rateli
 log = logging.getLogger("nluserve.api")
 
 
-def _has_content(text: str) -> bool:
+def has_content(text: str) -> bool:
     """Whether any character is more than whitespace, a control (NUL) or an invisible format
     character (zero-width space, BOM): the models read all of those as one blank, so a text of
     nothing else has nothing to answer. Stops at the first such character, nearly always the
@@ -58,7 +58,7 @@ def check_limits(texts: Sequence[str], settings: Settings, field: str) -> None:
     total = 0
     for i, text in enumerate(texts):
         where = field if len(texts) == 1 and field == "text" else f"{field}[{i}]"
-        if not _has_content(text):
+        if not has_content(text):
             raise _limit(
                 "empty-text",
                 "Empty text",

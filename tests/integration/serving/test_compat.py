@@ -43,7 +43,7 @@ def test_predict_ner_answers_in_the_tutorial_shape() -> None:
     ]
 
 
-@pytest.mark.parametrize("text", ["", "   "])
+@pytest.mark.parametrize("text", ["", "   ", "\u0000", "\u200b\ufeff"])
 def test_predict_ner_with_empty_text_is_the_tutorials_400(text: str) -> None:
     response = _post("/predict/ner", {"text": text})
     assert response.status_code == 400

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from nluserve.api.calls import (
     authorize,
     check_limits,
+    has_content,
     resolve,
     run_prediction,
     run_predictions,
@@ -69,7 +70,7 @@ async def predict_ner(
     caller: CallerDep,
     request_id: RequestIdDep,
 ) -> JSONResponse:
-    if not body.text.strip():
+    if not has_content(body.text):  # blank to the model as to /v1: the tutorial's empty answer
         out = CompatNerOut(code=400, message="文本不能为空", data=None)
         return JSONResponse(out.model_dump(), status_code=400)
     model = resolve(service, caller, settings.default_ner_model, "ner")

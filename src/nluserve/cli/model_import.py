@@ -21,11 +21,13 @@ def import_model(
 ) -> None:
     """Convert a BERT-style token- or sequence-classification checkpoint (needs the train extra)."""
     # Checking the directory needs only the standard library; converting it needs torch.
+    from nluserve.models.outdir import OutputDirError, check_output_dir
     from nluserve.train import hf_import
 
     try:
+        check_output_dir(out, [src])
         checkpoint = hf_import.read_checkpoint(src)
-    except CheckpointError as exc:
+    except (CheckpointError, OutputDirError) as exc:
         fail(str(exc))
     missing = hf_import.missing_modules()
     if missing:

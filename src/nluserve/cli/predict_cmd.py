@@ -49,6 +49,8 @@ def predict(
 ) -> None:
     """Run a model on texts and show the result (entities highlighted in the terminal)."""
     m = _load(model)
+    if labels and m.task != "ner":
+        fail(f"--labels picks entity types; {m.name} is a {m.task} model and answers every class")
     try:
         results = m.predict(texts, labels=labels.split(",") if labels else None)
     except NluserveError as exc:
@@ -100,10 +102,36 @@ def evaluate(
     data_task = "classification" if fmt == "csv" else "ner"
     if data_task != m.task:  # it would score 0 and look like a result
         fail(f"{file} is {fmt} data for a {data_task} model; {m.name} is a {m.task} model")
+    if not examples:
+        fail(f"{file} holds no records: nothing to score")
     if m.task == "classification":
         codes = {lab.code for lab in m.labels}
         for ex in examples:
             ex.label = _class_code(ex.label or "", codes)
+        foreign = sorted({ex.label or "" for ex in examples} - codes)
+        if foreign:  # scored, they would be misses that look like a result
+            fail(
+                f"{file}: labels {foreign} are not classes of {m.name} ({', '.join(sorted(codes))}, or 0/1)"
+            )
+    else:
+        gold = {span.label for ex in examples for span in ex.spans}
+        if not gold:
+            fail(f"{file} holds no gold entities: nothing to score (is it an NER file?)")
+        known = {lab.code for lab in m.labels}
+        if not gold & known:  # another corpus: every gold entity a miss, F1 0 that looks real
+            fail(
+                f"{file}: none of its entity types ({', '.join(sorted(gold))}) is a label of "
+                f"{m.name} ({', '.join(sorted(known))})"
+            )
+        foreign = sorted(gold - known)
+        if foreign:
+            # A model of fewer types scored on a full corpus: those entities count as misses,
+            # which is the honest score, but say so.
+            n = sum(1 for ex in examples for span in ex.spans if span.label in foreign)
+            err_console.print(
+                f"note: {n} gold entities of types {foreign}, which {m.name} does not predict, "
+                "count as misses"
+            )
     preds: list[Result] = []
     with Progress(console=err_console, transient=True, disable=len(examples) < 200) as bar:
         task = bar.add_task("evaluating", total=len(examples))

@@ -25,7 +25,7 @@ def train(
     name: Annotated[str | None, typer.Option(help="model name (default: the out dir name)")] = None,
     nested: Annotated[bool, typer.Option(help="keep overlapping/nested entities (CMeEE)")] = False,
     max_length: Annotated[int, typer.Option(help="window length in characters")] = 128,
-    epochs: Annotated[int, typer.Option()] = 30,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
     patience: Annotated[
         int, typer.Option(help="epochs without validation gain before stopping")
     ] = 4,
@@ -153,6 +153,16 @@ def train(
         from nluserve.train.trainer import train as run_training
     except ImportError as exc:
         fail(f"training needs the train extra (uv sync --extra train): {exc}")
+    from nluserve.errors import NluserveError
+    from nluserve.models.outdir import check_output_dir
+
+    try:
+        # Before any work: a run must not end by replacing somebody's files (or its own data).
+        check_output_dir(out, [data, *(pretrain_data or ()), *([refit_from] if refit_from else [])])
+    except NluserveError as exc:
+        fail(str(exc))
+    if not 0.0 < val_fraction < 1.0:
+        fail(f"--val-fraction must be between 0 and 1 (exclusive), not {val_fraction}")
     lex_path = None
     if lexicon:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +208,7 @@ def train(
         manifest = run_training(cfg)
     except RefitError as exc:
         fail(f"cannot refit: {exc}")
-    except TrainingError as exc:
+    except (TrainingError, NluserveError) as exc:  # DataFormatError: the file's line, in one line
         fail(str(exc))
     finally:
         if lex_path:

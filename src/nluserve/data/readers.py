@@ -53,16 +53,46 @@ def detect_format(path: Path) -> Format:
 
 
 def read_examples(path: Path) -> tuple[Format, list[Example]]:
-    """Read every example of a corpus file; malformed records raise with their position."""
-    fmt = detect_format(path)
-    reader = {"cluener": _read_cluener, "cmeee": _read_cmeee, "csv": _read_csv}[fmt]
-    return fmt, reader(path)
+    """Read every example of a corpus file; malformed records raise with their position.
+
+    Nothing is skipped or altered quietly: a record this reader cannot take whole is an error
+    naming its place, so that a score or a model never rests on a silently smaller file."""
+    try:
+        fmt = detect_format(path)
+        reader = {"cluener": _read_cluener, "cmeee": _read_cmeee, "csv": _read_csv}[fmt]
+        return fmt, reader(path)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{path}: not UTF-8 (byte {exc.start} of a read); convert it, e.g. "
+            "`iconv -f GBK -t UTF-8`"
+        ) from exc
 
 
-def _span(text: str, start: int, end_inclusive: int, label: str, where: str) -> GoldSpan:
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise DataFormatError(f"{where}: text is {type(value).__name__}, not a string")
+    return value
+
+
+def _span(
+    text: str, start: object, end_inclusive: object, label: object, where: str, said: object = None
+) -> GoldSpan:
+    # bool is an int to Python; 3.0 is not an offset.
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end_inclusive)):
+        raise DataFormatError(
+            f"{where}: span offsets must be integers, not {start!r}, {end_inclusive!r}"
+        )
+    assert isinstance(start, int) and isinstance(end_inclusive, int)
+    if not isinstance(label, str) or not label:
+        raise DataFormatError(f"{where}: entity type {label!r} is not a name")
     end = end_inclusive + 1
     if not (0 <= start < end <= len(text)):
         raise DataFormatError(f"{where}: span [{start}, {end_inclusive}] outside the text")
+    if said is not None and said != text[start:end]:
+        raise DataFormatError(
+            f"{where}: span [{start}, {end_inclusive}] is {text[start:end]!r} in the text, but "
+            f"the record says {said!r}"
+        )
     return GoldSpan(start, end, label)
 
 
@@ -75,14 +105,19 @@ def _read_cluener(path: Path) -> list[Example]:
             where = f"{path}:{lineno}"
             try:
                 obj: dict[str, Any] = json.loads(line)
-                text = obj["text"]
+                if "entities" in obj and "label" not in obj:
+                    raise DataFormatError(
+                        f"{where}: a CMeEE record (`entities`) in a jsonl file; CMeEE files are "
+                        "one JSON array"
+                    )
+                text = _text(obj["text"], where)
                 spans = [
-                    _span(text, s, e, label, where)
+                    _span(text, s, e, label, where, said=mention)
                     for label, mentions in (obj.get("label") or {}).items()
-                    for positions in mentions.values()
+                    for mention, positions in mentions.items()
                     for s, e in positions
                 ]
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise DataFormatError(f"{where}: not a CLUENER record ({exc})") from exc
             out.append(Example(text, sorted(set(spans), key=_order)))
     return out
@@ -97,12 +132,17 @@ def _read_cmeee(path: Path) -> list[Example]:
     for i, obj in enumerate(records):
         where = f"{path}[{i}]"
         try:
-            text = obj["text"]
+            if isinstance(obj, dict) and "label" in obj and "entities" not in obj:
+                raise DataFormatError(
+                    f"{where}: a CLUENER record (`label`) in a JSON array; CLUENER files have "
+                    "one JSON object per line"
+                )
+            text = _text(obj["text"], where)
             spans = [
-                _span(text, e["start_idx"], e["end_idx"], e["type"], where)
+                _span(text, e["start_idx"], e["end_idx"], e["type"], where, said=e.get("entity"))
                 for e in obj.get("entities", [])
             ]
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise DataFormatError(f"{where}: not a CMeEE record ({exc})") from exc
         out.append(Example(text, sorted(set(spans), key=_order)))
     return out
@@ -111,17 +151,33 @@ def _read_cmeee(path: Path) -> list[Example]:
 def _read_csv(path: Path) -> list[Example]:
     out: list[Example] = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.lower() for f in reader.fieldnames or []]
-        text_col = next((f for f in ("review", "text", "sentence") if f in fields), None)
-        if "label" not in fields or text_col is None:
-            raise DataFormatError(f"{path}: CSV needs a 'label' and a 'review'/'text' column")
-        for lineno, row in enumerate(reader, 2):
-            row = {k.lower(): v for k, v in row.items() if k}
-            text, label = row.get(text_col) or "", (row.get("label") or "").strip()
-            if not label:
-                raise DataFormatError(f"{path}:{lineno}: missing label")
-            out.append(Example(text=text, label=label))
+        # strict: an unterminated quote is an error, not the rest of the file as one review.
+        reader = csv.reader(fh, strict=True)
+        try:
+            fields = [f.strip().lower() for f in next(reader, [])]
+            text_col = next((f for f in ("review", "text", "sentence") if f in fields), None)
+            if "label" not in fields or text_col is None:
+                raise DataFormatError(f"{path}: CSV needs a 'label' and a 'review'/'text' column")
+            at_label, at_text = fields.index("label"), fields.index(text_col)
+            start = reader.line_num + 1
+            for row in reader:
+                where = f"{path}:{start}"  # the row's first line (a review may hold newlines)
+                start = reader.line_num + 1
+                if not row:
+                    continue
+                if len(row) != len(fields):
+                    raise DataFormatError(
+                        f"{where}: {len(row)} fields where the header has {len(fields)} (a "
+                        "review with a comma must be quoted)"
+                    )
+                text, label = row[at_text], row[at_label].strip()
+                if not label:
+                    raise DataFormatError(f"{where}: missing label")
+                if not text.strip():
+                    raise DataFormatError(f"{where}: empty {text_col}")
+                out.append(Example(text=text, label=label))
+        except csv.Error as exc:
+            raise DataFormatError(f"{path}:{reader.line_num}: {exc}") from exc
     return out
 
 

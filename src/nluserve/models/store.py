@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from nluserve.errors import ModelIntegrityError, ModelNotFoundError
 from nluserve.models.manifest import Manifest
+from nluserve.models.outdir import MANIFEST, PARTIAL_MARK
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled"
-MANIFEST = "manifest.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -113,7 +113,7 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
     files = {
         p.name: sha256_file(p)
         for p in sorted(model_dir.iterdir())
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.name not in (MANIFEST, PARTIAL_MARK)
     }
     done = manifest.model_copy(update={"files": files})
     (model_dir / MANIFEST).write_text(

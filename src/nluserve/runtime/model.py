@@ -125,6 +125,14 @@ class Model:
         ``ways`` > 1: this call's runs go side by side, on the calling thread and ``ways - 1``
         of ``pool``'s (the batcher lends idle runners: runtime/batcher.py).
         """
+        # A bare string is a sequence of one-character texts: almost surely not what was meant.
+        if isinstance(texts, str) or isinstance(labels, str):
+            raise TypeError(
+                "texts and labels are lists of strings, not one string: predict([text])"
+            )
+        if not all(isinstance(t, str) for t in texts):
+            bad = next(t for t in texts if not isinstance(t, str))
+            raise TypeError(f"texts must be strings, not {type(bad).__name__}")
         keep = self.resolve_labels(labels) if labels else None
         pieces = [
             _Piece(i, w)

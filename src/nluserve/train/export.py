@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
 from nluserve.models.manifest import Manifest
+from nluserve.models.outdir import fresh_partial, swap_in
 from nluserve.models.store import write_manifest
 from nluserve.runtime.lexicon import Lexicon
 from nluserve.runtime.tokenizer import Vocab
@@ -70,10 +70,7 @@ def export_model_dir(
     compact: bool = False,
 ) -> Manifest:
     """Write graph, vocabulary, lexicon, extras and a checksummed manifest into ``out``."""
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = fresh_partial(out)
     export_onnx(net, tmp / manifest.graph)
     if compact:
         from nluserve.train.compact import compact as compact_graph
@@ -85,7 +82,5 @@ def export_model_dir(
     for name, content in (extra or {}).items():
         (tmp / name).write_text(content, encoding="utf-8")
     done = write_manifest(tmp, manifest)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    swap_in(tmp, out)
     return done

@@ -20,6 +20,7 @@ import numpy as np
 
 from nluserve.errors import CheckpointError
 from nluserve.models.manifest import Manifest, TrainingInfo
+from nluserve.models.outdir import fresh_partial, swap_in
 from nluserve.models.store import write_manifest
 from nluserve.runtime.decoders import entity_types
 from nluserve.runtime.wordpiece import WordPieceSettings
@@ -113,10 +114,7 @@ def convert(
     ckpt: Checkpoint, out: Path, name: str, version: str = "1.0.0", command: str | None = None
 ) -> Manifest:
     """Write the ONNX graph, vocabulary and a checksummed manifest into ``out``."""
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = fresh_partial(out)
     try:
         export_onnx(ckpt, tmp / "model.onnx")
     except BaseException:
@@ -150,9 +148,7 @@ def convert(
         **extra,
     )
     done = write_manifest(tmp, manifest)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    swap_in(tmp, out)
     return done
 
 

@@ -102,10 +102,27 @@ class TorchBackend:
 def examples_for(task: str, path: Path) -> tuple[str, list[Example]]:
     """A corpus file's examples as training sees them (sentiment labels named, no empty texts)."""
     fmt, examples = read_examples(path)
+    if not examples:
+        raise TrainingError(f"{path} holds no records")
     if task == "classification":
+        if fmt != "csv":
+            raise TrainingError(f"{path} is {fmt} (NER) data; classification trains on a CSV")
+        raw = {ex.label or "" for ex in examples}
+        if raw & set(SENTIMENT_CODES) and not raw <= set(SENTIMENT_CODES):
+            # 0/1 sentiment codes beside other values ("2", "1.0"): a typo, not a new class.
+            raise TrainingError(
+                f"{path}: labels {sorted(raw - set(SENTIMENT_CODES))} beside 0/1; sentiment "
+                "labels are 0 (negative) and 1 (positive)"
+            )
         for ex in examples:
             ex.label = SENTIMENT_CODES.get(ex.label or "", ex.label)
-        examples = [e for e in examples if e.text.strip()]
+        if len(raw) < 2:
+            raise TrainingError(f"{path}: only one class ({sorted(raw)}); a classifier needs two")
+        # The reader refuses empty reviews, so nothing is dropped here.
+    elif fmt == "csv":
+        raise TrainingError(f"{path} is a CSV (classification) file; NER trains on CLUENER/CMeEE")
+    elif not any(ex.spans for ex in examples):
+        raise TrainingError(f"{path} holds no entities: nothing to learn")
     return fmt, examples
 
 
@@ -284,6 +301,11 @@ def train(cfg: TrainConfig) -> Manifest:
         train_ex, val_ex = examples, []
     else:
         train_ex, val_ex = split(examples, cfg.val_fraction, cfg.seed)
+    if not train_ex:
+        raise TrainingError(
+            f"no training records left: {len(examples)} record(s), {len(val_ex)} held out for "
+            "validation (more data, or a smaller --val-fraction)"
+        )
     if cfg.task == "ner":
         codes = sorted({s.label for e in examples for s in e.spans})
     else:

@@ -1,0 +1,56 @@
+"""A new model directory replaces only a model directory, and only its own leftovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nluserve.models.outdir import (
+    PARTIAL_MARK,
+    OutputDirError,
+    check_output_dir,
+    fresh_partial,
+    swap_in,
+)
+
+
+def test_a_model_directory_is_replaced_whole(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    (out / "old.onnx").write_bytes(b"old")
+    tmp = fresh_partial(out)
+    assert (tmp / PARTIAL_MARK).exists()
+    (tmp / "manifest.json").write_text('{"new": 1}')
+    swap_in(tmp, out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+    assert not tmp.exists()
+
+
+def test_a_leftover_of_an_earlier_run_is_cleared_but_a_strangers_directory_is_not(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "model"
+    left = fresh_partial(out)  # a run that died before swapping in
+    (left / "model.onnx").write_bytes(b"half")
+    assert not any(p.name == "model.onnx" for p in fresh_partial(out).iterdir())
+    stranger = tmp_path / "other.partial"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="not left by nluserve"):
+        check_output_dir(tmp_path / "other")
+    assert (stranger / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("make", ["file", "foreign"])
+def test_a_file_or_a_directory_of_other_things_is_refused(tmp_path: Path, make: str) -> None:
+    out = tmp_path / "out"
+    if make == "file":
+        out.write_text("x")
+    else:
+        out.mkdir()
+        (out / "thesis.txt").write_text("x")
+    with pytest.raises(OutputDirError):
+        check_output_dir(out)
+    assert out.exists()

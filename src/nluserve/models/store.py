@@ -96,6 +96,21 @@ def verify(model_dir: Path, manifest: Manifest) -> None:
     """Check every file listed in the manifest exists and matches its SHA-256."""
     if manifest.graph not in manifest.files:
         raise ModelIntegrityError(f"{model_dir}: manifest lists no checksum for {manifest.graph}")
+    for name in manifest.files:
+        # Names inside this directory only: "../../etc/hostname" is not part of a model.
+        if Path(name).name != name or name in (".", ".."):
+            raise ModelIntegrityError(f"{model_dir}: manifest names a file outside it: {name!r}")
+    # The loader reads optional files when present (lexicon.txt, ngrams.json): one the manifest
+    # does not list was added after the model was made, and would be read unverified.
+    unlisted = sorted(
+        p.name
+        for p in model_dir.iterdir()
+        if p.is_file() and p.name not in manifest.files and p.name not in (MANIFEST, PARTIAL_MARK)
+    )
+    if unlisted:
+        raise ModelIntegrityError(
+            f"{model_dir}: files the manifest does not list: {', '.join(unlisted)}"
+        )
     for name, expected in manifest.files.items():
         path = model_dir / name
         if not path.is_file():

@@ -1,4 +1,5 @@
-"""A new model directory replaces only a model directory, and only its own leftovers."""
+"""Model directories: a new one replaces only a model directory and only its own leftovers; a
+verified one holds nothing its manifest does not list."""
 
 from __future__ import annotations
 
@@ -54,3 +55,32 @@ def test_a_file_or_a_directory_of_other_things_is_refused(tmp_path: Path, make: 
     with pytest.raises(OutputDirError):
         check_output_dir(out)
     assert out.exists()
+
+
+def _model_copy(source: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    out = tmp_path / "model"
+    shutil.copytree(source, out)
+    return out
+
+
+def test_verify_refuses_an_unlisted_file_and_a_name_outside_the_directory(
+    tiny_ner_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from nluserve.errors import ModelIntegrityError
+    from nluserve.models.store import read_manifest, verify
+
+    model = _model_copy(tiny_ner_dir, tmp_path)
+    verify(model, read_manifest(model))  # as made: fine
+    (model / "ngrams.json").write_text("{}")  # the loader would read it
+    with pytest.raises(ModelIntegrityError, match=r"does not list: ngrams\.json"):
+        verify(model, read_manifest(model))
+    (model / "ngrams.json").unlink()
+    raw = json.loads((model / "manifest.json").read_text())
+    raw["files"]["../../etc/hostname"] = "0" * 64
+    (model / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelIntegrityError, match="outside it"):
+        verify(model, read_manifest(model))

@@ -77,12 +77,11 @@ def _text(value: object, where: str) -> str:
 def _span(
     text: str, start: object, end_inclusive: object, label: object, where: str, said: object = None
 ) -> GoldSpan:
-    # bool is an int to Python; 3.0 is not an offset.
-    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end_inclusive)):
+    # type() is, not isinstance: True is an int to Python; and 3.0 is not an offset.
+    if type(start) is not int or type(end_inclusive) is not int:
         raise DataFormatError(
             f"{where}: span offsets must be integers, not {start!r}, {end_inclusive!r}"
         )
-    assert isinstance(start, int) and isinstance(end_inclusive, int)
     if not isinstance(label, str) or not label:
         raise DataFormatError(f"{where}: entity type {label!r} is not a name")
     end = end_inclusive + 1

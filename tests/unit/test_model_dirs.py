@@ -84,3 +84,14 @@ def test_verify_refuses_an_unlisted_file_and_a_name_outside_the_directory(
     (model / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ModelIntegrityError, match="outside it"):
         verify(model, read_manifest(model))
+
+
+def test_an_invalid_manifest_is_named_in_one_line(tmp_path: Path) -> None:
+    from nluserve.errors import ModelIntegrityError
+    from nluserve.models.store import read_manifest
+
+    (tmp_path / "manifest.json").write_text('{"name": "x", "task": "ner"}')
+    with pytest.raises(ModelIntegrityError) as raised:
+        read_manifest(tmp_path)
+    said = str(raised.value)
+    assert "\n" not in said and "invalid manifest: " in said and "version" in said, said

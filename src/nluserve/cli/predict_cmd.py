@@ -133,7 +133,9 @@ def evaluate(
                 "count as misses"
             )
     preds: list[Result] = []
-    with Progress(console=err_console, transient=True, disable=len(examples) < 200) as bar:
+    # By texts and by characters: one 2-million-character record takes minutes too.
+    quick = len(examples) < 200 and sum(len(e.text) for e in examples) < 100_000
+    with Progress(console=err_console, transient=True, disable=quick) as bar:
         task = bar.add_task("evaluating", total=len(examples))
         for i in range(0, len(examples), batch):
             chunk = examples[i : i + batch]

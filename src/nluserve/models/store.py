@@ -89,7 +89,12 @@ def read_manifest(model_dir: Path) -> Manifest:
     try:
         return Manifest.model_validate_json(path.read_bytes())
     except ValidationError as exc:
-        raise ModelIntegrityError(f"{path}: invalid manifest: {exc}") from exc
+        # One line per CLI error: the first few fields pydantic names, not its whole dump.
+        said = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'manifest'}: {e['msg']}"
+            for e in exc.errors()[:3]
+        )
+        raise ModelIntegrityError(f"{path}: invalid manifest: {said}") from exc
 
 
 def verify(model_dir: Path, manifest: Manifest) -> None:

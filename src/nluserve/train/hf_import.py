@@ -69,7 +69,9 @@ def missing_modules() -> list[str]:
 def read_checkpoint(src: Path) -> Checkpoint:
     """Check ``src`` is a convertible checkpoint; raises CheckpointError saying why not."""
     if not src.is_dir():
-        raise CheckpointError(f"{src}: not a directory")
+        raise CheckpointError(
+            f"{src}: " + ("not a directory" if src.exists() else "no such directory")
+        )
     config = _read_json(
         src / "config.json", f"{src}: no config.json, not a Hugging Face checkpoint"
     )

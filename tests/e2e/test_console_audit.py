@@ -17,6 +17,13 @@ pytestmark = pytest.mark.slow
 Make = Callable[..., Console]
 
 
+def _logged_in(console_factory: Make, key: str, view: str) -> Any:
+    """A fresh console page, logged in on ``view``."""
+    console = console_factory()
+    console.login(key, view)
+    return console.page
+
+
 def _refuse_with_429(route: Any) -> None:
     problem = {
         "type": "https://nluserve.dev/problems/quota-exceeded",
@@ -35,9 +42,7 @@ def _refuse_with_429(route: Any) -> None:
 def test_a_new_key_stays_on_screen_when_the_usage_reload_after_create_fails(
     server: Server, console_factory: Make
 ) -> None:
-    console = console_factory()
-    page = console.page
-    console.login(server.admin_key, "admin")
+    page = _logged_in(console_factory, server.admin_key, "admin")
     page.locator("#ad-tenants").wait_for()
     # The usage report costs a burst token: after the create, it is refused.
     page.route("**/admin/usage*", _refuse_with_429)
@@ -58,10 +63,7 @@ def test_a_new_key_stays_on_screen_when_the_usage_reload_after_create_fails(
 def test_run_and_refresh_give_focus_back_to_their_button(
     server: Server, console_factory: Make
 ) -> None:
-    key = server.tenant("focus-e2e")
-    console = console_factory()
-    page = console.page
-    console.login(key, "playground")
+    page = _logged_in(console_factory, server.tenant("focus-e2e"), "playground")
     page.select_option("#pg-model", "general")
     page.fill("#pg-text", "张三在北京大学读书。")
     page.focus("#pg-run")
@@ -70,7 +72,7 @@ def test_run_and_refresh_give_focus_back_to_their_button(
     page.wait_for_selector("#pg-run:not([disabled])")
     assert page.evaluate("document.activeElement.id") == "pg-run"
 
-    console.open("usage")
+    page.goto(server.console + "#/usage")
     page.wait_for_selector("[data-chart=calls]")
     page.focus("#us-refresh")
     page.keyboard.press("Enter")
@@ -82,10 +84,7 @@ def test_run_and_refresh_give_focus_back_to_their_button(
 def test_a_refused_period_change_takes_the_old_periods_charts_away(
     server: Server, console_factory: Make
 ) -> None:
-    key = server.tenant("stale-e2e")
-    console = console_factory()
-    page = console.page
-    console.login(key, "usage")
+    page = _logged_in(console_factory, server.tenant("stale-e2e"), "usage")
     page.wait_for_selector("[data-chart=calls]")
     page.route("**/v1/usage?days=30", _refuse_with_429)
     page.select_option("#us-days", "30")

@@ -8,8 +8,8 @@ from fastapi.responses import RedirectResponse
 from nluserve.api.problems import ProblemError
 from nluserve.console import SECURITY_HEADERS, Asset, assets
 
-# GET and HEAD (RFC 9110 9.3.2): uptime probes and link checkers use HEAD; the server sends the
-# headers of the GET answer without its body.
+# HEAD (uptime probes, link checkers) is answered as GET without the body for every route, by
+# RequestContext (api/middleware.py).
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
@@ -30,18 +30,18 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag.removeprefix("W/") in tags
 
 
-@router.api_route("", methods=["GET", "HEAD"])
+@router.get("")
 async def console_root() -> Response:
     """Redirect to the trailing slash so the page's relative asset URLs resolve under /console/."""
     return RedirectResponse("console/", status_code=308, headers=SECURITY_HEADERS)
 
 
-@router.api_route("/", methods=["GET", "HEAD"])
+@router.get("/")
 async def console_page(request: Request) -> Response:
     return _serve(assets()["index.html"], request)
 
 
-@router.api_route("/assets/{name}", methods=["GET", "HEAD"])
+@router.get("/assets/{name}")
 async def console_asset(name: str, request: Request) -> Response:
     asset = assets().get(name)
     if asset is None or name == "index.html":
@@ -49,7 +49,7 @@ async def console_asset(name: str, request: Request) -> Response:
     return _serve(asset, request)
 
 
-@router.api_route("/{rest:path}", methods=["GET", "HEAD"])
+@router.get("/{rest:path}")
 async def console_missing(rest: str) -> Response:
     raise _missing()
 

@@ -56,6 +56,7 @@ def test_built_kustomization_matches_the_schema_and_passes_the_lint(directory: P
             "Job",
             "Namespace",
             "NetworkPolicy",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Service",
             "ServiceAccount",
@@ -191,8 +192,16 @@ def test_ingress_uses_cert_manager_the_services_limits_and_hides_metrics() -> No
     assert console["pathType"] == "Prefix"  # /console redirects to /console/ and its assets
 
 
+def _policy(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = [
+        o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == name
+    ]
+    spec: dict[str, Any] = found["spec"]
+    return spec
+
+
 def test_network_policy_admits_only_the_ingress_controller_namespace() -> None:
-    policy = _one(manifests.build(BASE), "NetworkPolicy")["spec"]
+    policy = _policy(manifests.build(BASE), "nluserve-ingress")
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
     (peer,) = rule["from"]
@@ -232,3 +241,36 @@ def test_the_secret_examples_are_valid_and_hold_placeholders_only(directory: Pat
     )
     for key, value in secret["stringData"].items():
         assert "REPLACE_ME" in value, key
+
+
+def _url_ports(directory: Path) -> set[int]:
+    from urllib.parse import urlsplit
+
+    (secret,) = manifests.load(directory / "secret.example.yaml")
+    urls = [v for k, v in secret["stringData"].items() if k.endswith("_URL")]
+    assert urls
+    return {urlsplit(url).port or 0 for url in urls}
+
+
+@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+def test_egress_allows_dns_and_the_stores_of_the_example_secret_and_nothing_else(
+    directory: Path,
+) -> None:
+    objects = manifests.build(directory)
+    policy = _policy(objects, "nluserve-egress")
+    assert policy["policyTypes"] == ["Egress"]
+    # Every nluserve pod, the migrate Job's too: it talks to the database.
+    selector = policy["podSelector"]["matchLabels"]
+    for obj in objects:
+        pod = obj["spec"]["template"] if obj["kind"] in ("Deployment", "Job") else None
+        if pod is not None:
+            labels = pod["metadata"]["labels"]
+            assert selector.items() <= labels.items(), obj["metadata"]["name"]
+    dns, stores = policy["egress"]
+    (peer,) = dns["to"]
+    assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert "to" not in stores  # any address, but only these ports
+    allowed = {p["port"] for p in stores["ports"] if p["protocol"] == "TCP"}
+    assert _url_ports(directory) <= allowed
+    assert allowed <= {5432, 6379, 6380}

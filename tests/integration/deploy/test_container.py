@@ -189,3 +189,14 @@ def test_compose_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
     assert 0 < int(keepalive) < KEEPALIVE_S
     # Only a request id nluserve would keep too, so that both logs name a request alike.
     assert "@no_request_id not header_regexp X-Request-ID ^[A-Za-z0-9._:-]{1,128}$" in content
+
+
+def test_every_compose_service_forbids_gaining_privileges() -> None:
+    # postgres and redis drop to their users with gosu (setuid(2), not a setuid binary), so
+    # no-new-privileges costs them nothing; Caddy keeps only the capability to bind 80/443.
+    services = _compose()["services"]
+    for name, svc in services.items():  # YAML's merge key gives migrate/nluserve the anchor's
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+    caddy = services["caddy"]
+    assert caddy["cap_drop"] == ["ALL"]
+    assert caddy["cap_add"] == ["NET_BIND_SERVICE"]

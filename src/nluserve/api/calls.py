@@ -6,6 +6,7 @@ import asyncio
 import logging
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from fastapi import Request
@@ -14,11 +15,10 @@ from nluserve.api.deps import Caller, quota_exceeded, quota_unavailable
 from nluserve.api.problems import ClientGone, ProblemError, from_service_error
 from nluserve.errors import NluserveError
 from nluserve.observability import metrics
-from nluserve.quota.base import Policy, QuotaUnavailable
+from nluserve.quota.base import QuotaUnavailable
 from nluserve.runtime.model import Model
 from nluserve.services.inference import InferenceService, Prediction
 from nluserve.settings import Settings
-from nluserve.tenancy.auth import Principal
 from nluserve.tenancy.gate import Gate, QuotaExceeded, Ticket, policy_of, ratelimit_headers
 
 log = logging.getLogger("nluserve.api")
@@ -148,9 +148,16 @@ async def run_predictions(
     tickets: list[Ticket] = []
     try:
         for _ in jobs:
-            tickets.append(await _admit(request, gate, caller.principal, policy))
-    except BaseException:  # a 429/503, but also a store error or a cancel: units taken go back
+            tickets.append(await gate.admit(caller.principal))
+    except BaseException as exc:  # a 429/503, but also a store error or a cancel: units go back
         await _give_back(gate, tickets)
+        if isinstance(exc, QuotaExceeded):
+            # The 429's RateLimit header says what is left once the units are back.
+            given = replace(exc.decision, daily_used=exc.decision.daily_used - len(tickets))
+            refused = QuotaExceeded(given, units=len(jobs))
+            raise quota_exceeded(request, policy, refused) from exc
+        if isinstance(exc, QuotaUnavailable):
+            raise quota_unavailable(exc) from exc
         raise
     request.scope["state"]["ratelimit_headers"] = ratelimit_headers(policy, tickets[-1].decision)
     matched = request.scope.get("route")
@@ -186,16 +193,6 @@ async def _give_back(gate: Gate, tickets: list[Ticket]) -> None:
                 "quota unit not given back",
                 extra={"fields": {"tenant": ticket.principal.tenant.id}},
             )
-
-
-async def _admit(request: Request, gate: Gate, principal: Principal, policy: Policy) -> Ticket:
-    """One quota unit and burst token, or the 429/503 problem that refuses the call."""
-    try:
-        return await gate.admit(principal)
-    except QuotaExceeded as exc:
-        raise quota_exceeded(request, policy, exc) from exc
-    except QuotaUnavailable as exc:
-        raise quota_unavailable(exc) from exc
 
 
 async def _queue(

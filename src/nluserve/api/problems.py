@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,9 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nluserve.db.errors import UNREACHABLE
 from nluserve.errors import InferenceUnavailableError, ModelNotFoundError, UnknownLabelError
 from nluserve.runtime.batcher import DeadlineExceeded, Overloaded, ShuttingDown
 from nluserve.services.inference import WrongTaskError
+
+log = logging.getLogger("nluserve.api")
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://nluserve.dev/problems/"
@@ -189,6 +193,24 @@ def install(app: FastAPI) -> None:
         return problem_response(
             request, ProblemError(exc.status_code, slug, title, str(exc.detail), headers=headers)
         )
+
+    async def _store_away(request: Request, exc: Exception) -> JSONResponse:
+        # The admin, usage and token routes read the database directly: while it is away they
+        # answer as authentication does when no cached credential can stand in.
+        log.warning("database unreachable: %s", type(exc).__name__)
+        return problem_response(
+            request,
+            ProblemError(
+                503,
+                "store-unavailable",
+                "Database unavailable",
+                "the database is unreachable; try again shortly",
+                headers={"Retry-After": "2"},
+            ),
+        )
+
+    for kind in UNREACHABLE:
+        app.add_exception_handler(kind, _store_away)
 
     @app.exception_handler(ClientGone)
     async def _gone(request: Request, exc: ClientGone) -> Response:

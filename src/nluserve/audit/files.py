@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-from sqlalchemy import exc as sa_exc
 
 from nluserve.tenancy.values import AuditRecord
 
@@ -53,18 +52,6 @@ def _storable(rec: AuditRecord) -> AuditRecord:
     if rec.text is not None and "\x00" in rec.text:
         changes["text"] = rec.text.replace("\x00", "\ufffd")
     return replace(rec, **changes) if changes else rec  # type: ignore[arg-type]
-
-
-def _refused_as_data(exc: BaseException) -> bool:
-    """The database refused these rows (a value or a constraint), not the connection."""
-    return isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The database (or the way to it) is away: try again later."""
-    return isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError | TimeoutError
-    ) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
 
 
 _FILES = itertools.count()

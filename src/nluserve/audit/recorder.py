@@ -45,12 +45,11 @@ from nluserve.audit.files import (
     _dump,
     _Journal,
     _parse,
-    _refused_as_data,
     _storable,
     _unique,
-    _unreachable,
     _write_atomically,
 )
+from nluserve.db.errors import refused_as_data, unreachable
 from nluserve.tenancy.values import AuditRecord
 
 log = logging.getLogger("nluserve.audit")
@@ -160,7 +159,7 @@ class AuditRecorder:
                 log.warning(
                     "audit batch refused by the database, spooling (a replay sets the refused "
                     "records aside)"
-                    if _refused_as_data(exc)
+                    if refused_as_data(exc)
                     else "audit database unavailable, spooling",
                     extra={"fields": {"records": len(batch), "error": type(exc).__name__}},
                 )
@@ -221,7 +220,7 @@ class AuditRecorder:
             try:
                 refused = self._insert_isolating([rec for _, rec in lines])
             except Exception as exc:
-                if _unreachable(exc):
+                if unreachable(exc):
                     return False
                 # Neither the database away nor a refused record: keep the file and move on.
                 log.warning(
@@ -270,7 +269,7 @@ class AuditRecorder:
             try:
                 self.sink.insert_audit(records[lo:hi])
             except Exception as exc:
-                if not _refused_as_data(exc):
+                if not refused_as_data(exc):
                     raise
                 if hi - lo == 1:
                     refused[lo] = exc

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, false, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from nluserve.db.engine import make_engine
 from nluserve.db.tables import ApiKeyRow, AuditRow, RevokedTokenRow, SigningKeyRow, TenantRow
 from nluserve.errors import ConflictError
 from nluserve.tenancy.values import AuditRecord, KeyRecord, Tenant, UsageRow
+
+# pg_advisory_xact_lock key for changes to who may administer (any 64-bit constant).
+_ADMIN_LOCK = 0x6E6C7561646D696E  # "nluadmin"
+
+
+class LockoutRefused(Exception):
+    """The change would leave no usable key on an active admin tenant (raised in the lock)."""
 
 
 def now() -> datetime:
@@ -117,6 +125,12 @@ class Repository:
             )
             return _tenant(row) if row else None
 
+    def tenant_by_id(self, tenant_id: str) -> Tenant | None:
+        """By id alone: a token's subject is an id, never a name a tenant could be renamed to."""
+        with self._sessions() as s:
+            row = s.get(TenantRow, tenant_id)
+            return _tenant(row) if row else None
+
     def tenants(self) -> list[Tenant]:
         with self._sessions() as s:
             return [_tenant(r) for r in s.scalars(select(TenantRow).order_by(TenantRow.created_at))]
@@ -126,16 +140,57 @@ class Repository:
             return int(s.scalar(select(func.count()).select_from(TenantRow)) or 0)
 
     def update_tenant(self, tenant_id: str, **fields: object) -> Tenant | None:
+        """Raises LockoutRefused instead of disabling the last admin tenant with a usable key,
+        checked and written under one lock, so two admins cannot disable each other."""
         allowed = {"status", "quota_daily", "rate_per_s", "burst", "scopes", "name"}
         values = {k: v for k, v in fields.items() if k in allowed and v is not None}
+        try:
+            with self._admin_lock() as s:
+                row = s.get(TenantRow, tenant_id)
+                if row is None:
+                    return None
+                if (
+                    values.get("status") == "disabled"
+                    and row.admin
+                    and row.status == "active"
+                    and not self._usable_admin_keys(s, lambda k: k.tenant_id != tenant_id)
+                ):
+                    raise LockoutRefused(row.name)
+                for k, v in values.items():
+                    setattr(row, k, list(v) if k == "scopes" else v)  # type: ignore[call-overload]
+                row.updated_at = now()
+                return _tenant(row)
+        except IntegrityError as exc:  # a rename racing a create or another rename
+            raise ConflictError(f"tenant {values.get('name')!r} exists") from exc
+
+    @contextlib.contextmanager
+    def _admin_lock(self) -> Iterator[Session]:
+        """A transaction that runs alone among those that change who may administer, on every
+        worker and machine: their check (another admin key exists) and their write must not
+        interleave, or two admins revoking each other at once both succeed."""
         with self._sessions.begin() as s:
-            row = s.get(TenantRow, tenant_id)
-            if row is None:
-                return None
-            for k, v in values.items():
-                setattr(row, k, list(v) if k == "scopes" else v)  # type: ignore[call-overload]
-            row.updated_at = now()
-            return _tenant(row)
+            if self.engine.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADMIN_LOCK})
+            else:
+                # SQLite has one write lock per database; a write takes it until the commit,
+                # and this one changes nothing. Its reads after this see the latest data.
+                s.execute(update(TenantRow).where(false()).values(updated_at=TenantRow.updated_at))
+            yield s
+
+    @staticmethod
+    def _usable_admin_keys(s: Session, keep: Callable[[ApiKeyRow], bool]) -> bool:
+        """Whether a key that ``keep`` accepts could still reach the admin API."""
+        ts = now()
+        q = (
+            select(ApiKeyRow)
+            .join(TenantRow, TenantRow.id == ApiKeyRow.tenant_id)
+            .where(TenantRow.admin.is_(True), TenantRow.status == "active")
+            .where(ApiKeyRow.revoked_at.is_(None))
+        )
+        return any(
+            keep(k) and (k.expires_at is None or (_aware(k.expires_at) or ts) > ts)
+            for k in s.scalars(q)
+        )
 
     # keys
     def add_key(
@@ -168,10 +223,21 @@ class Repository:
             return [_key(r) for r in s.scalars(q)]
 
     def revoke_key(self, key_id: str) -> KeyRecord | None:
-        with self._sessions.begin() as s:
+        """Raises LockoutRefused instead of revoking the last usable key of the active admin
+        tenants, checked and written under one lock."""
+        with self._admin_lock() as s:
             row = s.get(ApiKeyRow, key_id)
             if row is None:
                 return None
+            owner = s.get(TenantRow, row.tenant_id)
+            if (
+                row.revoked_at is None
+                and owner is not None
+                and owner.admin
+                and owner.status == "active"
+                and not self._usable_admin_keys(s, lambda k: k.id != key_id)
+            ):
+                raise LockoutRefused(key_id)
             row.revoked_at = row.revoked_at or now()
             return _key(row)
 

@@ -170,7 +170,7 @@ class Authenticator:
         return value
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
-        return await self._cached(self._tenants, tenant_id, self.repo.tenant)
+        return await self._cached(self._tenants, tenant_id, self.repo.tenant_by_id)
 
     async def _key(self, key_id: str) -> KeyRecord | None:
         return await self._cached(self._keys, key_id, self.repo.key)

@@ -15,9 +15,12 @@ from nluserve.tenancy.auth import Authenticator, Principal
 class QuotaExceeded(NluserveError):
     """429: the named policy is exhausted."""
 
-    def __init__(self, decision: Decision) -> None:
+    def __init__(self, decision: Decision, units: int = 1) -> None:
         self.decision = decision
-        super().__init__(f"{decision.violated} limit reached; retry after {decision.retry_after} s")
+        needs = f" (this call needs {units} units, one per model)" if units > 1 else ""
+        super().__init__(
+            f"{decision.violated} limit reached{needs}; retry after {decision.retry_after} s"
+        )
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,11 @@ def parse(key: str) -> str | None:
     return m.group(1)
 
 
+def is_key_id(key_id: str) -> bool:
+    """Whether it could be a key id (generate()'s first part); others need no lookup."""
+    return len(key_id) == KEY_ID_LEN and all(c in ALPHABET for c in key_id)
+
+
 def looks_like_key(token: str) -> bool:
     """Whether a bearer credential is meant as an API key (rather than a JWT)."""
     return token.startswith(PREFIX + "_")

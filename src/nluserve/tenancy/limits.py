@@ -60,6 +60,14 @@ def check_tenant(
         raise InvalidValue(f"burst must be 1 to {MAX_BURST:,}, not {burst}")
 
 
+def check_key_name(name: str) -> None:
+    """A label for people: printable, so it shows in tables and every database stores it."""
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise InvalidValue(
+            f"key name must be at most {MAX_NAME} printable characters (no control characters)"
+        )
+
+
 def check_key_days(expires_days: float | None) -> None:
     """None: the key never expires; otherwise a positive, finite number of days."""
     if expires_days is not None and not (

@@ -10,15 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from nluserve.db.repo import Repository
+from nluserve.db.repo import LockoutRefused, Repository
 from nluserve.errors import ConflictError, NluserveError
 from nluserve.settings import Settings
 from nluserve.tenancy import keys as keyfmt
-from nluserve.tenancy.limits import InvalidValue, check_key_days, check_scopes, check_tenant
+from nluserve.tenancy.limits import (
+    InvalidValue,
+    check_key_days,
+    check_key_name,
+    check_scopes,
+    check_tenant,
+)
 from nluserve.tenancy.tokens import MAX_TTL_S, TokenCodec, TokenError, new_signing_key
 from nluserve.tenancy.values import KeyRecord, Tenant, UsageRow
 
-_JTI = re.compile(r"^[0-9a-f]{32}$")  # tokens.py makes them as uuid4().hex
+_JTI = re.compile(r"[0-9a-f]{32}")  # tokens.py makes them as uuid4().hex; fullmatch only
 
 
 class NotFound(NluserveError):
@@ -92,7 +98,8 @@ class TenancyService:
         return cls(repo, load_pepper(settings), codec, settings)
 
     def find(self, id_or_name: str) -> Tenant:
-        tenant = self.repo.tenant(id_or_name)
+        # A NUL would reach PostgreSQL, which refuses it (a 500), where SQLite finds nothing.
+        tenant = self.repo.tenant(id_or_name) if id_or_name.isprintable() else None
         if tenant is None:
             raise NotFound(f"no tenant {id_or_name!r}")
         return tenant
@@ -125,6 +132,7 @@ class TenancyService:
         self, tenant_id: str, name: str = "", expires_days: float | None = None
     ) -> NewKey:
         check_key_days(expires_days)
+        check_key_name(name)
         tenant = self.find(tenant_id)
         key_id, key = keyfmt.generate()
         expires = (
@@ -143,32 +151,19 @@ class TenancyService:
         return self.repo.keys(self.find(tenant_id).id)
 
     def revoke_key(self, key_id: str, tenant_id: str | None = None) -> KeyRecord:
-        record = self.repo.key(key_id)
+        record = self.repo.key(key_id) if keyfmt.is_key_id(key_id) else None
         if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
             raise NotFound(f"no key {key_id!r}")
-        if self._is_last_admin_key(record):
+        try:
+            revoked = self.repo.revoke_key(key_id)
+        except LockoutRefused as exc:
             raise InvalidValue(
                 f"key {key_id!r} is the last usable key of an active admin tenant: revoking it "
                 "would lock every administrator out (create another admin key first)"
-            )
-        revoked = self.repo.revoke_key(key_id)
-        assert revoked is not None
+            ) from exc
+        if revoked is None:
+            raise NotFound(f"no key {key_id!r}")
         return revoked
-
-    def _is_last_admin_key(self, record: KeyRecord) -> bool:
-        """Whether no other key could still reach the admin API once this one is revoked."""
-        owner = self.repo.tenant(record.tenant_id)
-        if owner is None or not (owner.admin and owner.status == "active"):
-            return False
-        now = datetime.now(UTC)
-        for tenant in self.repo.tenants():
-            if not (tenant.admin and tenant.status == "active"):
-                continue
-            for key in self.repo.keys(tenant.id):
-                usable = key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
-                if usable and key.id != record.id:
-                    return False
-        return True
 
     def update(self, tenant_id: str, **fields: object) -> Tenant:
         check_tenant(
@@ -186,21 +181,17 @@ class TenancyService:
             and self.repo.tenant(str(fields["name"]))
         ):
             raise Conflict(f"tenant {fields['name']!r} exists")
-        if (
-            fields.get("status") == "disabled"
-            and tenant.admin
-            and tenant.status == "active"
-            and not any(
-                t.admin and t.status == "active" and t.id != tenant.id for t in self.repo.tenants()
-            )
-        ):
+        try:
+            updated = self.repo.update_tenant(tenant.id, **fields)
+        except LockoutRefused as exc:
             # Nobody could enable it again but an operator on the server's own machine.
             raise InvalidValue(
-                f"tenant {tenant.name!r} is the last active admin tenant: disabling it would "
-                "lock every administrator out (make or enable another admin tenant first)"
-            )
-        updated = self.repo.update_tenant(tenant.id, **fields)
-        assert updated is not None
+                f"tenant {tenant.name!r} is the last active admin tenant with a usable key: "
+                "disabling it would lock every administrator out (give another admin tenant "
+                "a key first)"
+            ) from exc
+        if updated is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
         return updated
 
     def usage(self, tenant_id: str | None, days: int) -> list[UsageRow]:
@@ -225,7 +216,7 @@ class TenancyService:
     def revoke_token(self, token_or_jti: str) -> str:
         """Revoke one access token, given itself or its ``jti``; returns the jti. Tokens the
         CLI issues carry no key, so revoking a key does not reach them: this does."""
-        if _JTI.match(token_or_jti):
+        if _JTI.fullmatch(token_or_jti):
             jti, expires = token_or_jti, time.time() + MAX_TTL_S + 60
         else:
             self.codec.load_keys(self.repo.signing_keys(timedelta(seconds=MAX_TTL_S + 60)))

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from jwt import exceptions as jwt_errors
 
 from nluserve.errors import NluserveError
 
@@ -144,14 +145,12 @@ class TokenCodec:
             raise TokenError("invalid token: exp and iat must be numbers")
         if claims["exp"] - claims["iat"] > MAX_TTL_S + 5:
             raise TokenError("invalid token: lifetime over an hour")
-        scope = claims.get("scope", "")
-        return Claims(
-            str(claims["sub"]),
-            claims.get("key"),
-            tuple(str(scope).split()),
-            str(claims["jti"]),
-            float(claims["exp"]),
-        )
+        scope, key = claims.get("scope", ""), claims.get("key")
+        # Only a leaked signing key could make these otherwise; such a token is refused, not
+        # a TypeError deeper down (a list is no dict key). PyJWT checks sub and jti.
+        if not isinstance(scope, str) or not (key is None or isinstance(key, str)):
+            raise TokenError("invalid token: scope and key must be strings")
+        return Claims(claims["sub"], key, tuple(scope.split()), claims["jti"], float(claims["exp"]))
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
@@ -168,4 +167,6 @@ def _reason(exc: jwt.PyJWTError) -> str:
         return f"the {exc.claim} claim is missing"
     if isinstance(exc, jwt.InvalidSignatureError):
         return "the signature does not verify"
+    if isinstance(exc, jwt_errors.InvalidSubjectError | jwt_errors.InvalidJTIError):
+        return "sub and jti must be strings"
     return "malformed"

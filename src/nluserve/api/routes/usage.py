@@ -62,7 +62,8 @@ class TenantOut(BaseModel):
 
 
 class TenantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "admin": "yes" or "quota_daily": true is a mistake to report, not to convert
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     quota_daily: int | None = Field(None, ge=0, le=MAX_QUOTA)
@@ -75,7 +76,8 @@ class TenantIn(BaseModel):
 
 
 class TenantPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "admin": "yes" or "quota_daily": true is a mistake to report, not to convert
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     status: str | None = Field(None, pattern="^(active|disabled)$")
     quota_daily: int | None = Field(None, ge=0, le=MAX_QUOTA)
@@ -105,7 +107,8 @@ class NewTenantOut(BaseModel):
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "admin": "yes" or "quota_daily": true is a mistake to report, not to convert
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field("", max_length=100)
     expires_days: float | None = Field(None, gt=0, le=MAX_KEY_DAYS, allow_inf_nan=False)

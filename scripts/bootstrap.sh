@@ -42,4 +42,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-uv sync --frozen --quiet "${extras[@]}"
+# --inexact: a `train` extra installed before (uv sync --extra train) stays installed.
+uv sync --frozen --inexact --quiet "${extras[@]}"

@@ -200,3 +200,20 @@ def test_every_compose_service_forbids_gaining_privileges() -> None:
     caddy = services["caddy"]
     assert caddy["cap_drop"] == ["ALL"]
     assert caddy["cap_add"] == ["NET_BIND_SERVICE"]
+
+
+def test_serving_installs_from_pypi_alone() -> None:
+    # uv reads [tool.uv] find-links on every sync, even --frozen --no-dev: a directory there
+    # that a server or the Docker build lacks (/opt/wheels) failed every serving install.
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "find-links" not in project["tool"]["uv"]
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    local = {
+        p["name"]
+        for p in lock["package"]
+        if not str(p["source"].get("registry", "https://")).startswith("https://")
+        and "editable" not in p["source"]
+    }
+    assert local == {"torch"}  # the train extra's CPU wheel only, never in the serving set

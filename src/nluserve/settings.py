@@ -150,7 +150,9 @@ class Settings(BaseSettings):
     )
     graceful_timeout_s: float = Field(20.0, gt=0, description="SIGTERM: time for in-flight calls")
 
-    log_level: str = Field("info", description="debug, info, warning, error")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="debug, info, warning, error or critical"
+    )
     log_json: bool = Field(True, description="structured JSON logs (false: plain text)")
     api_docs: bool = Field(
         True,
@@ -187,6 +189,13 @@ class Settings(BaseSettings):
         10.0, ge=MIN_RATE, le=MAX_RATE, description="sustained calls/s for new tenants"
     )
     default_burst: int = Field(20, gt=0, le=MAX_BURST, description="burst size for new tenants")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        # INFO and info alike, as the logging module takes them; anything else is refused
+        # at start, before the admin tenant is made (a typo was a crash loop after it).
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("key_pepper", "admin_key", "database_url", "redis_url")
     @classmethod

@@ -117,3 +117,20 @@ def test_the_env_file_may_hold_the_settings_read_from_the_environment(tmp_path: 
     env.write_text("NLUSERVE_MODLES_DIR=/srv/models\n")
     result, _ = check_env(env, "nluserve.service")
     assert result.status == "failed" and "NLUSERVE_MODLES_DIR" in result.detail
+
+
+@pytest.mark.parametrize(("value", "ok"), [("verbose", False), ("WARNING", True), ("debug", True)])
+def test_the_env_file_log_level_is_one_the_service_starts_with(
+    tmp_path: Path, value: str, ok: bool
+) -> None:
+    # A level the logging module does not know crashed `serve` after it had made the admin
+    # tenant; under systemd that is a restart loop that `deploy check` passed.
+    from nluserve.deploy.check import check_env
+
+    env = tmp_path / "nluserve.env"
+    env.write_text(f"NLUSERVE_LOG_LEVEL={value}\n")
+    env.chmod(0o600)
+    result, _ = check_env(env, "nluserve.service")
+    assert (result.status == "ok") is ok, result
+    if not ok:
+        assert "log_level" in result.detail and value not in result.detail

@@ -85,6 +85,19 @@ def test_uninlu_sentiment_key_asks_the_sentiment_model(text: str, mood: str) -> 
     assert response.json() == {"text": text, "result": {"情感分类": [mood]}}
 
 
+@pytest.mark.parametrize(
+    "schema", [{"情感分类": None}, {"人物": None, "情感分类": None}], ids=["alone", "with-ner"]
+)
+def test_uninlu_sentiment_model_set_to_an_ner_model_is_the_wrong_task(
+    schema: dict[str, None],
+) -> None:
+    # NLUSERVE_SENTIMENT_MODEL=general: a 422 as on /v1/sentiment, never a 500.
+    response = _post("/api/predict", {"text": "张三", "schema": schema}, sentiment_model="general")
+    body = assert_problem(response, 422)
+    assert body["type"].endswith("/wrong-task")
+    assert "'general' is a ner model" in body["detail"]
+
+
 def test_uninlu_unknown_key_is_422_listing_valid_keys() -> None:
     body = assert_problem(
         _post("/api/predict", {"text": "张三", "schema": {"人物": None, "外星人": None}}), 422

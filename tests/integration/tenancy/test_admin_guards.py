@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,8 @@ def _race_each_other(tenancy: TenancyService, rounds: int) -> None:
         for other in tenancy.repo.tenants():
             if other.id != admins[0].id and other.admin:
                 tenancy.repo.update_tenant(other.id, status="disabled")
-        first, second = keys
         outcomes = _at_once(
-            lambda: tenancy.revoke_key(second.id), lambda: tenancy.revoke_key(first.id)
+            partial(tenancy.revoke_key, keys[1].id), partial(tenancy.revoke_key, keys[0].id)
         )
         assert sum(o is None for o in outcomes) == 1, (r, outcomes)
         assert all(o is None or isinstance(o, InvalidValue) for o in outcomes), outcomes
@@ -105,8 +105,8 @@ def _race_each_other(tenancy: TenancyService, rounds: int) -> None:
             if other.admin and other.id not in {a.id for a in admins}:
                 tenancy.repo.update_tenant(other.id, status="disabled")
         outcomes = _at_once(
-            lambda: tenancy.update(admins[1].id, status="disabled"),
-            lambda: tenancy.update(admins[0].id, status="disabled"),
+            partial(tenancy.update, admins[1].id, status="disabled"),
+            partial(tenancy.update, admins[0].id, status="disabled"),
         )
         assert sum(o is None for o in outcomes) == 1, (r, outcomes)
         active = [a for a in admins if tenancy.find(a.id).status == "active"]

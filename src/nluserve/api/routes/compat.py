@@ -115,7 +115,17 @@ async def uninlu(
     plan = _plan(service.models.values(), list(body.schema_), settings.sentiment_model, caller)
     result: dict[str, list[str]] = {key: [] for key in body.schema_}
     # Every model the schema needs is checked before any is run: a refused call costs nothing.
-    chosen = {name: resolve(service, caller, name) for name in plan}
+    sentiment = settings.sentiment_model
+    chosen = {
+        name: resolve(
+            service,
+            caller,
+            name,
+            # NLUSERVE_SENTIMENT_MODEL naming an NER model is a 422, as on /v1/sentiment
+            "classification" if name == sentiment and SENTIMENT_KEYS & set(keys) else None,
+        )
+        for name, keys in plan.items()
+    }
     for model in chosen.values():
         authorize(caller, model)
     jobs = [(chosen[name], [body.text], None) for name in plan]

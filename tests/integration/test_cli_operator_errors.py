@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -146,6 +147,12 @@ def test_restore_into_a_new_data_dir_is_private(migrated: Path, tmp_path: Path) 
     proc = run(migrated, "deploy", "backup", "--out", f"{backups}/", "--json")
     backup = Path(json.loads(proc.stdout)["backup"])
     fresh = tmp_path / "spare" / "data"
+    # Without the old pepper every restored key would answer 401: refused, saying what to copy.
+    said = one_line_error(run(fresh, "deploy", "restore", str(backup)), "no key pepper here")
+    assert "secrets/pepper" in said
+    assert not (fresh / "nluserve.db").exists() and not (fresh / "secrets").exists()
+    (fresh / "secrets").mkdir(parents=True, mode=0o700)
+    shutil.copy2(migrated / "secrets" / "pepper", fresh / "secrets" / "pepper")
     old = os.umask(0o022)
     try:
         assert run(fresh, "deploy", "restore", str(backup)).returncode == 0
@@ -203,3 +210,41 @@ def test_a_scope_naming_no_configured_model_is_refused(migrated: Path) -> None:
     )
     assert made.returncode == 0, made.stderr
     one_line_error(run(migrated, "tenant", "update", "acme", "--scope", "medicl"), "'medicl'")
+
+
+def test_restore_with_the_old_pepper_keeps_the_keys_working(migrated: Path, tmp_path: Path) -> None:
+    created = json.loads(run(migrated, "tenant", "create", "acme", "--json").stdout)
+    key = created["api_key"]
+    backup = tmp_path / "b.db"
+    assert run(migrated, "deploy", "backup", "--out", str(backup)).returncode == 0
+    fresh = tmp_path / "spare"
+
+    def verifies(data: Path) -> bool:
+        from nluserve.settings import Settings
+        from nluserve.tenancy import keys as keyfmt
+        from nluserve.tenancy.service import TenancyService
+
+        service = TenancyService.from_settings(Settings(data_dir=data, models=[]))
+        try:
+            record = service.repo.key(str(keyfmt.parse(key)))
+            return record is not None and keyfmt.matches(key, record.digest, service.pepper)
+        finally:
+            service.repo.close()
+
+    proc = run(fresh, "deploy", "restore", str(backup), "--new-pepper")
+    assert proc.returncode == 0, proc.stderr
+    assert not verifies(fresh)  # what --new-pepper warns of
+    (fresh / "secrets" / "pepper").write_bytes((migrated / "secrets" / "pepper").read_bytes())
+    assert run(fresh, "deploy", "restore", str(backup)).returncode == 0
+    assert verifies(fresh)
+
+
+def test_backup_keep_makes_the_directory_it_rotates(migrated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "not-yet"
+    for _ in range(3):
+        proc = run(migrated, "deploy", "backup", "--out", str(out), "--keep", "2")
+        assert proc.returncode == 0, proc.stderr
+    assert out.is_dir() and len(list(out.glob("nluserve-*.db"))) == 2
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    one_line_error(run(migrated, "deploy", "backup", "--out", str(afile), "--keep", "2"), "a file")

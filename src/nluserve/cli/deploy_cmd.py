@@ -128,13 +128,32 @@ def backup(
 
 
 @deploy_app.command("restore")
-def restore(backup_file: Path, as_json: JsonOpt = False) -> None:
+def restore(
+    backup_file: Path,
+    new_pepper: Annotated[
+        bool,
+        typer.Option(
+            help="restore without the old key pepper: every restored API key stops working "
+            "and has to be issued again"
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Replace the SQLite database with a backup (stop the service first; the old one is kept)."""
     from nluserve.deploy.backup import restore as run_restore
     from nluserve.settings import Settings
-    from nluserve.tenancy.service import TenancyService, database_url
+    from nluserve.tenancy.service import TenancyService, database_url, pepper_path
 
     settings = Settings()
+    if not (settings.key_pepper or pepper_path(settings).exists() or new_pepper):
+        # Backups leave the pepper out; a fresh machine would make a new one on first use,
+        # and every restored key would then answer 401 with nothing to say why.
+        fail(
+            "no key pepper here: the backup's API keys are hashed with the pepper of the "
+            f"machine that made it. Copy that machine's {pepper_path(settings).relative_to(settings.data_dir)} "
+            f"to {pepper_path(settings)} (mode 0600) or set NLUSERVE_KEY_PEPPER, then restore "
+            "again (or pass --new-pepper and issue every key again)"
+        )
     try:
         safety = run_restore(database_url(settings), backup_file)
         # Backups hold no signing keys (a stolen one could mint tokens): make the new current

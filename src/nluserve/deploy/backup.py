@@ -47,10 +47,13 @@ def _stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _destination(out: str, suffix: str) -> Path:
-    """A directory (existing, or written with a trailing slash) gets a timestamped file."""
+def _destination(out: str, suffix: str, directory: bool) -> Path:
+    """A directory (existing, written with a trailing slash, or asked for: ``--keep``) gets a
+    timestamped file."""
     path = Path(out)
-    if path.is_dir() or out.endswith(os.sep):
+    if directory and path.exists() and not path.is_dir():
+        raise BackupError(f"--keep needs a directory, and {out} is a file")
+    if directory or path.is_dir() or out.endswith(os.sep):
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path / f"nluserve-{_stamp()}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,19 +61,19 @@ def _destination(out: str, suffix: str) -> Path:
 
 
 def backup(url: str, out: str, keep: int | None = None) -> Path:
-    """Back up the database at ``url`` to ``out`` (a file, or a directory: an existing one or a
-    path ending in ``/``); returns the file written."""
+    """Back up the database at ``url`` to ``out`` (a file, or a directory: an existing one, a
+    path ending in ``/``, or any path with ``keep``); returns the file written."""
     if keep is not None and keep < 1:  # before anything is written
         raise BackupError("--keep must be at least 1")
     source = sqlite_path(url)
     if source is None:
-        dest = _destination(out, ".dump")
+        dest = _destination(out, ".dump", keep is not None)
         _pg_dump(url, dest)
         pattern = PG_BACKUP_GLOB
     else:
         if not source.exists():
             raise BackupError(f"no database at {source}: run `nluserve migrate` first")
-        dest = _destination(out, ".db")
+        dest = _destination(out, ".db", keep is not None)
         _sqlite_copy(source, dest)
         _verify_sqlite(dest)
         pattern = BACKUP_GLOB
@@ -141,7 +144,7 @@ def restore(url: str, backup_file: Path) -> Path | None:
     if target is None:
         raise BackupError(
             "restore handles SQLite only; for PostgreSQL run: "
-            "pg_restore --clean --if-exists --no-owner -d <database url> FILE"
+            "pg_restore --clean --if-exists --no-owner -d <database url without +psycopg> FILE"
         )
     if not backup_file.is_file():
         raise BackupError(f"no backup file at {backup_file}")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from nluserve.db.repo import LockoutRefused, Repository
 from nluserve.errors import ConflictError, NluserveError
@@ -46,6 +47,11 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.data_dir / 'nluserve.db').resolve()}"
 
 
+def pepper_path(settings: Settings) -> Path:
+    """Where the SQLite deployment keeps its generated pepper."""
+    return settings.data_dir / "secrets" / "pepper"
+
+
 def load_pepper(settings: Settings) -> bytes:
     """The HMAC pepper: configured, or generated once into the data directory (SQLite only)."""
     if settings.key_pepper:
@@ -55,7 +61,7 @@ def load_pepper(settings: Settings) -> bytes:
             "NLUSERVE_KEY_PEPPER is required with a shared database: every "
             "machine must hash API keys with the same pepper"
         )
-    path = settings.data_dir / "secrets" / "pepper"
+    path = pepper_path(settings)
     if not path.exists():
         # Written whole under a private name, then linked into place: a second process
         # starting at the same moment (the CLI and the first `serve`) either wins the link or

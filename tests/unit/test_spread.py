@@ -89,10 +89,10 @@ def _record_ways(model: Model) -> list[int]:
     predict = model.predict
 
     def recording(
-        texts: list[str], labels: Any = None, pool: Any = None, ways: int = 1
+        texts: list[str], labels: Any = None, pool: Any = None, ways: int = 1, **lent: Any
     ) -> list[Result]:
         seen.append(ways)
-        return predict(texts, labels, pool, ways)
+        return predict(texts, labels, pool, ways, **lent)
 
     model.predict = recording  # type: ignore[method-assign]
     return seen

@@ -2,10 +2,15 @@
 
 - Work-conserving (as Triton and TEI): when a runner is idle, a batch starts at once with
   whatever is queued; there is no wait timer adding latency at low load.
-- Bounded by texts and by a token budget (longest text x count, as TEI); an input bigger than
-  the budget runs alone instead of blocking the queue.
+- Bounded by texts and by a token budget (widest window x windows, as TEI, counting every
+  window a long text is cut into); an input bigger than the budget runs alone instead of
+  joining, or blocking, the calls behind it.
+- ``Slots``: the runs one process has going at once, shared by every model's batcher, so that
+  three models do not mean three times the runs the cores can take. A freed slot goes to the
+  model whose oldest queued call is oldest.
 - The queue is bounded (in characters); beyond it ``Overloaded`` (503). A call whose deadline
-  passes while queued is answered ``DeadlineExceeded`` (504) and never run; a cancelled call
+  passes while queued is answered ``DeadlineExceeded`` (504) and never run (one that started
+  runs to its end and is answered: it was run); a cancelled call
   (client gone) is dropped before inference.
 - ``runners`` threads run batches concurrently on the one shared session: on a CPU, keeping
   every core busy with little padding beats large batches.
@@ -13,7 +18,8 @@
   (the model cuts it into runs of similar length, or into parts) go side by side instead of one
   after the other on one core. Only when its expected time, from recent batches, is at least
   ``SPREAD_MIN_S``; the borrowed runners take no other work meanwhile, so the session never
-  runs more graphs at once than ``runners``. With the inference process the model's backend
+  runs more graphs at once than ``runners``. A borrowed runner goes back as soon as a call
+  is queued (after its current run), so a long call never holds the cores against later ones. With the inference process the model's backend
   does this itself (runtime/runqueue.py), and the batcher borrows nothing.
 """
 
@@ -58,6 +64,8 @@ class Pending:
     request_id: str
     chars: int
     longest: int
+    windows: int  # runs of the model's window width it is cut into (at least one per text)
+    queued_at: float = 0.0
     cancelled: bool = False
     started: bool = False
 
@@ -71,6 +79,28 @@ class _Running:
     borrowed: int = 0  # idle runners lent to this batch's runs
 
 
+class Slots:
+    """Runs going at once in this process, shared by its batchers (all on one event loop)."""
+
+    def __init__(self, total: int) -> None:
+        self.idle = max(1, total)
+        self.batchers: list[Batcher] = []
+
+    def queued(self) -> bool:
+        """Whether any model has a call waiting (read from runner threads too: a snapshot)."""
+        return any(b._queue for b in self.batchers)
+
+    def dispatch(self) -> None:
+        """Give idle slots to queued work, the model with the oldest waiting call first."""
+        while self.idle:
+            ready = [b for b in self.batchers if b._queue and not b._stopped]
+            if not ready:
+                return
+            ready.sort(key=lambda b: b._queue[0].queued_at)
+            if not any(b._start_one() for b in ready):
+                return
+
+
 class Batcher:
     """Queues calls for one model and runs them in work-conserving batches."""
 
@@ -82,6 +112,7 @@ class Batcher:
         batch_tokens: int,
         max_queue_chars: int,
         observer: BatchObserver | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.model = model
         self.runners = max(1, runners)
@@ -91,7 +122,9 @@ class Batcher:
         self.observer = observer
         self._queue: deque[Pending] = deque()
         self._queued_chars = 0
-        self._idle = self.runners
+        # Shared with the other models' batchers, at most this batcher's own thread count.
+        self.slots = slots or Slots(self.runners)
+        self.slots.batchers.append(self)
         self._busy: set[_Running] = set()
         self._pool = ThreadPoolExecutor(self.runners, thread_name_prefix=f"infer-{model.name}")
         # Threads for borrowed runners: a separate pool, so a batch never waits on its own pool.
@@ -130,6 +163,8 @@ class Batcher:
             request_id,
             chars,
             max((len(t) for t in texts), default=1),
+            self._windows(texts),
+            time.monotonic(),
         )
         self._queue.append(item)
         self._queued_chars += chars
@@ -146,9 +181,15 @@ class Batcher:
         finally:
             timer.cancel()
 
-    @staticmethod
-    def _expire(item: Pending) -> None:
+    def _expire(self, item: Pending) -> None:
+        if item.started:
+            return  # it runs now: its answer comes when the run ends, and it is no 504
         item.cancelled = True
+        # Out of the queue's counts at once, not when a runner next looks: a full queue of
+        # expired calls would refuse new ones with 503.
+        with contextlib.suppress(ValueError):
+            self._queue.remove(item)
+            self._queued_chars -= item.chars
         if not item.future.done():
             item.future.set_exception(
                 DeadlineExceeded("the call waited past its deadline and was not run")
@@ -159,26 +200,40 @@ class Batcher:
         return max(1, round(waves * self._last_batch_s + 0.5))
 
     def _dispatch(self) -> None:
-        """Start batches while a runner is idle and work is queued."""
-        while self._idle and self._queue and not self._stopped:
-            batch = self._take()
-            if not batch:
-                return
-            self._idle -= 1
-            running = _Running(batch, borrowed=self._borrow(batch))
-            self._busy.add(running)
-            running.work = self._pool.submit(self._run, running, asyncio.get_running_loop())
+        """Start batches while a slot is idle and work is queued (for any model)."""
+        self.slots.dispatch()
+
+    def _start_one(self) -> bool:
+        """Start one batch on an idle slot; False when nothing live is queued or every one of
+        this batcher's runner threads is busy."""
+        if self._stopped or len(self._busy) >= self.runners:
+            return False
+        batch = self._take()
+        if not batch:
+            return False
+        self.slots.idle -= 1
+        running = _Running(batch, borrowed=self._borrow(batch))
+        self._busy.add(running)
+        running.work = self._pool.submit(self._run, running, asyncio.get_running_loop())
+        return True
 
     def _borrow(self, batch: list[Pending]) -> int:
-        """Idle runners this batch may use beside its own (none while calls are queued)."""
-        if self._helpers is None or self._queue or not self._idle:
+        """Idle slots this batch may use beside its own (none while calls are queued)."""
+        if self._helpers is None or self.slots.queued() or not self.slots.idle:
             return 0
-        runs = self._windows([t for item in batch for t in item.texts])
+        runs = sum(item.windows for item in batch)
         if runs < 2 or self._window_s * runs < SPREAD_MIN_S:
             return 0
-        borrowed = min(self._idle, runs - 1)
-        self._idle -= borrowed
+        borrowed = min(self.slots.idle, runs - 1, self.runners - 1)
+        self.slots.idle -= borrowed
         return borrowed
+
+    def _give_back(self, running: _Running) -> None:
+        """A borrowed runner left its batch early (a call was queued): its slot is free."""
+        if running in self._busy and running.borrowed:
+            running.borrowed -= 1
+            self.slots.idle += 1
+            self._dispatch()
 
     def _windows(self, texts: Sequence[str]) -> int:
         """About how many windows the model cuts these texts into (at least one each)."""
@@ -188,7 +243,7 @@ class Batcher:
     def _take(self) -> list[Pending]:
         """Oldest live calls first, up to the text count and the padded-token budget."""
         batch: list[Pending] = []
-        n_texts = 0
+        n_texts = n_windows = 0
         longest = 0
         now = time.monotonic()
         while self._queue:
@@ -200,13 +255,16 @@ class Batcher:
                 continue
             width = max(longest, min(item.longest, self.model.manifest.max_length))
             count = n_texts + len(item.texts)
-            if batch and (count > self.max_batch_texts or width * count > self.batch_tokens):
+            runs = n_windows + item.windows
+            if batch and (count > self.max_batch_texts or width * runs > self.batch_tokens):
                 break
             self._queue.popleft()
             self._queued_chars -= item.chars
             item.started = True
             batch.append(item)
-            n_texts, longest = count, width
+            n_texts, n_windows, longest = count, runs, width
+            if width * runs > self.batch_tokens:
+                break  # over the budget alone: nothing joins it
         return batch
 
     def _drop(self, item: Pending) -> None:
@@ -220,18 +278,32 @@ class Batcher:
         results: list[Result] | None = None
         error: BaseException | None = None
         try:
-            results = self._infer(running.items, 1 + running.borrowed)
+            results = self._infer(running.items, 1 + running.borrowed, running, loop)
         except BaseException as exc:  # every waiting call gets it, as with a future
             error = exc
         # RuntimeError: the event loop is closed, nobody is waiting for these answers any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._finished, running, results, error)
 
-    def _infer(self, batch: list[Pending], ways: int = 1) -> list[Result]:
+    def _infer(
+        self,
+        batch: list[Pending],
+        ways: int = 1,
+        running: _Running | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> list[Result]:
         texts = [t for item in batch for t in item.texts]
         started = time.perf_counter()
         if ways > 1 and self._helpers is not None:
-            results = self.model.predict(texts, pool=self._helpers, ways=ways)
+
+            def released() -> None:  # in the borrowed runner's thread
+                if running is not None and loop is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                        loop.call_soon_threadsafe(self._give_back, running)
+
+            results = self.model.predict(
+                texts, pool=self._helpers, ways=ways, yield_to=self.slots.queued, released=released
+            )
         else:
             results = self.model.predict(texts)
         elapsed = time.perf_counter() - started
@@ -249,7 +321,7 @@ class Batcher:
         if running not in self._busy:
             return  # already answered by close()
         self._busy.discard(running)
-        self._idle += 1 + running.borrowed
+        self.slots.idle += 1 + running.borrowed
         offset = 0
         for item in running.items:
             start, offset = offset, offset + len(item.texts)
@@ -271,6 +343,13 @@ class Batcher:
         while (self._queue or self._busy) and time.monotonic() < end:
             await asyncio.sleep(0.01)
         self._stopped = True
+        while self._queue:  # what the time did not let run: told so, never left waiting
+            item = self._queue.popleft()
+            self._queued_chars -= item.chars
+            if not item.future.done():
+                item.future.set_exception(ShuttingDown("the server is shutting down"))
+                if item.cancelled:
+                    item.future.exception()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._helpers is not None:
             self._helpers.shutdown(wait=False, cancel_futures=True)

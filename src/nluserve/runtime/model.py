@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,11 +119,14 @@ class Model:
         labels: Sequence[str] | None = None,
         pool: Executor | None = None,
         ways: int = 1,
+        yield_to: Callable[[], bool] | None = None,
+        released: Callable[[], None] | None = None,
     ) -> list[Result]:
         """One result per text, in order. ``labels`` keeps only those entity types.
 
         ``ways`` > 1: this call's runs go side by side, on the calling thread and ``ways - 1``
-        of ``pool``'s (the batcher lends idle runners: runtime/batcher.py).
+        of ``pool``'s (the batcher lends idle runners: runtime/batcher.py). A lent runner
+        stops taking runs once ``yield_to()`` is true, and calls ``released()`` as it leaves.
         """
         # A bare string is a sequence of one-character texts: almost surely not what was meant.
         if isinstance(texts, str) or isinstance(labels, str):
@@ -139,7 +142,7 @@ class Model:
             for i, text in enumerate(texts)
             for w in windows.split(text, self.manifest.max_length)
         ]
-        outputs = self._run_pieces(texts, pieces, pool, ways)
+        outputs = self._run_pieces(texts, pieces, pool, ways, yield_to, released)
         if self.task == "ner":
             return self._merge_entities(texts, pieces, outputs, keep)
         return self._merge_classes(texts, pieces, outputs)
@@ -150,6 +153,8 @@ class Model:
         pieces: list[_Piece],
         pool: Executor | None = None,
         ways: int = 1,
+        yield_to: Callable[[], bool] | None = None,
+        released: Callable[[], None] | None = None,
     ) -> list[_Output]:
         """Run windows in length-sorted batches bounded by count, tokens and padding.
 
@@ -187,7 +192,9 @@ class Model:
             for b, feeds, out in zip(batches, all_feeds, run_many(all_feeds), strict=True):
                 self._keep(b, feeds, out, results)
         elif pool is not None and ways > 1:
-            self._side_by_side(texts, pieces, _spread(batches, ways), results, pool, ways)
+            self._side_by_side(
+                texts, pieces, _spread(batches, ways), results, pool, ways, yield_to, released
+            )
         else:
             for b in batches:
                 feeds = self.encoder(self._chunk(texts, pieces, b))
@@ -202,21 +209,28 @@ class Model:
         results: list[_Output | None],
         pool: Executor,
         ways: int,
+        yield_to: Callable[[], bool] | None = None,
+        released: Callable[[], None] | None = None,
     ) -> None:
-        """Run ``batches`` on this thread and ``ways - 1`` of the pool's, each taking the next."""
+        """Run ``batches`` on this thread and ``ways - 1`` of the pool's, each taking the next;
+        a lent thread leaves once ``yield_to()`` says others wait (this thread finishes)."""
         todo = iter(batches)
         lock = threading.Lock()
 
-        def work() -> None:
-            while True:
-                with lock:
-                    batch = next(todo, None)
-                if batch is None:
-                    return
-                feeds = self.encoder(self._chunk(texts, pieces, batch))
-                self._keep(batch, feeds, self.backend.run(feeds), results)
+        def work(lent: bool = False) -> None:
+            try:
+                while not (lent and yield_to is not None and yield_to()):
+                    with lock:
+                        batch = next(todo, None)
+                    if batch is None:
+                        return
+                    feeds = self.encoder(self._chunk(texts, pieces, batch))
+                    self._keep(batch, feeds, self.backend.run(feeds), results)
+            finally:
+                if lent and released is not None:
+                    released()
 
-        helpers = [pool.submit(work) for _ in range(min(ways, len(batches)) - 1)]
+        helpers = [pool.submit(work, True) for _ in range(min(ways, len(batches)) - 1)]
         try:
             work()
         finally:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from nluserve.errors import ModelNotFoundError, NluserveError
-from nluserve.runtime.batcher import Batcher, BatchObserver, keep_labels
+from nluserve.runtime.batcher import Batcher, BatchObserver, Slots, keep_labels
 from nluserve.runtime.model import Model, load_model
 from nluserve.runtime.results import Result
 from nluserve.settings import Settings
@@ -66,14 +66,19 @@ class InferenceService:
     def start(self, observer: BatchObserver | None = None) -> None:
         """Create one batcher per model (after fork: it owns threads)."""
         s = self.settings
+        runners = s.threads_per_process()
+        # In-process, every model's runs share this process's share of the cores; with the
+        # inference process, its run queue does that for all models and workers together.
+        shared = None if s.use_inference_process() else Slots(runners)
         self.batchers = {
             name: Batcher(
                 model,
-                s.threads_per_process(),
+                runners,
                 s.max_batch_texts,
                 s.batch_tokens,
                 s.max_queue_chars,
                 observer,
+                slots=shared,
             )
             for name, model in self.models.items()
         }

@@ -82,21 +82,24 @@ class RemoteBackend:
         except KeyError as exc:
             raise RemoteModelError(f"the inference process left out batch {exc}") from exc
 
-    def ping(self) -> None:
-        """Raises unless the process answers and serves this model."""
-        header, _ = self._call(pack({"op": "ping"}))
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """Raises unless the process answers within ``timeout_s`` and serves this model."""
+        header, _ = self._call(pack({"op": "ping"}), timeout_s)
         served = header.get("models")
         if not isinstance(served, list) or self.model not in served:
             raise InferenceUnavailableError(f"the inference process does not serve {self.model}")
 
-    def _call(self, message: bytes) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    def _call(
+        self, message: bytes, timeout_s: float | None = None
+    ) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+        wait_s = self.timeout_s if timeout_s is None else timeout_s
         for attempt in (1, 2):
             conn: Connection | None = None
             try:
                 conn = self._connection()
                 conn.send_bytes(message)
-                if not conn.poll(self.timeout_s):
-                    raise TimeoutError(f"no answer within {self.timeout_s:g} s")
+                if not conn.poll(wait_s):
+                    raise TimeoutError(f"no answer within {wait_s:g} s")
                 return unpack(conn.recv_bytes())
             except (OSError, EOFError) as exc:  # TimeoutError and refused connections included
                 self._drop(conn)

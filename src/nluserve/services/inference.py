@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from nluserve.errors import ModelNotFoundError, NluserveError
+from nluserve.errors import InferenceUnavailableError, ModelNotFoundError, NluserveError
 from nluserve.runtime.batcher import Batcher, BatchObserver, Slots, keep_labels
 from nluserve.runtime.model import Model, load_model
 from nluserve.runtime.results import Result
@@ -25,6 +26,9 @@ class Prediction:
     model: Model
     results: list[Result]
     seconds: float
+
+
+PROBE_TIMEOUT_S = 2.0  # a readiness check's answer, or it counts as unreachable
 
 
 class InferenceService:
@@ -56,10 +60,22 @@ class InferenceService:
         remote = [m.backend for m in self.models.values() if isinstance(m.backend, RemoteBackend)]
         if not remote:
             return {}
+        # One thread of its own, and one check at a time: a frozen process (SIGSTOP, swapped
+        # out) used to hold a thread of the shared pool per probe until none was left for the
+        # key lookups, and every authenticated call hung with it.
+        checker = ThreadPoolExecutor(1, thread_name_prefix="probe-inference")
+        last: Future[None] | None = None
+
+        def ping_all() -> None:
+            for backend in remote:
+                backend.ping(PROBE_TIMEOUT_S)
 
         async def ping() -> None:
-            for backend in remote:
-                await asyncio.to_thread(backend.ping)
+            nonlocal last
+            if last is not None and not last.done():
+                raise InferenceUnavailableError("the last check is still waiting for an answer")
+            last = checker.submit(ping_all)
+            await asyncio.wait_for(asyncio.wrap_future(last), PROBE_TIMEOUT_S)
 
         return {"inference-process": ping}
 

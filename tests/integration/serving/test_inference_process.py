@@ -292,3 +292,39 @@ def _wait_until_stopped(pid: int, timeout_s: float = 5.0) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} did not stop")
+
+
+def test_a_frozen_process_makes_readyz_say_so_and_nothing_else_hangs(
+    tiny_ner_dir: Path, tmp_path: Path
+) -> None:
+    # A probe used to wait 60 s on a process that had stopped (SIGSTOP, swapped out) and then
+    # forever in the reconnect's handshake, each holding a thread of the shared pool: after a
+    # few probes /metrics and every call that needed a thread hung too.
+    srv = start_server(
+        tmp_path, ["--models", str(tiny_ner_dir)], {"NLUSERVE_INFERENCE_PROCESS": "on"}
+    )
+    url, proc = srv.url, srv.proc
+    try:
+        wait_ready(srv)
+        (host_pid,) = [p for p, cmd in _group(proc.pid).items() if "nluserve.runtime.host" in cmd]
+        os.kill(host_pid, signal.SIGSTOP)
+        _wait_until_stopped(host_pid)
+        try:
+            with httpx.Client(base_url=url, timeout=8) as client:
+                for _ in range(8):
+                    r = client.get("/readyz")
+                    assert r.status_code == 503, r.text
+                    assert r.json()["checks"]["inference-process"].startswith("unreachable")
+                    assert client.get("/metrics").status_code == 200
+                    assert client.get("/v1/models").status_code == 200
+        finally:
+            os.kill(host_pid, signal.SIGCONT)
+        wait_ready(srv)
+        assert _predict(url, {"text": TEXTS[0]}).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

@@ -19,6 +19,9 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
+READY_PROBE_TIMEOUT_S = 5.0
+
+
 @router.get(
     "/readyz",
     response_model=Health,
@@ -31,7 +34,8 @@ async def readyz(request: Request, service: InferenceDep) -> Response:
     failed = [name for name, ok in checks.items() if ok != "ok"]
     for name, probe in getattr(request.app.state, "readiness_probes", {}).items():
         try:
-            await probe()
+            # Bounded whatever the probe does: a readiness check that hangs is no answer.
+            await asyncio.wait_for(probe(), READY_PROBE_TIMEOUT_S)
             checks[name] = "ok"
         except Exception as exc:  # a probe failure is the answer, not an error
             checks[name] = f"unreachable: {type(exc).__name__}"

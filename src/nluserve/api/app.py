@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -34,6 +39,41 @@ Every error is `application/problem+json` (RFC 9457). Offsets are Python string 
 """
 
 
+# Left of the graceful timeout when the batchers stop waiting for queued calls and answer them
+# 503: the server cancels what is still running once the timeout is over (gunicorn's master
+# kills the worker a little later, server/gunicorn_conf.py), and those answers must be out.
+DRAIN_MARGIN_S = 1.0
+
+
+def _drain_on_signal(service: InferenceService, settings: Settings) -> None:
+    """Begin the drain when the server is told to stop, not after it has waited for the calls.
+
+    uvicorn handles SIGTERM/SIGINT by waiting up to the graceful timeout for the calls in
+    flight and only then runs the lifespan's shutdown; calls queued behind a long backlog were
+    cut off with a plain 500 (or a dropped connection under gunicorn) before any batcher could
+    answer them. This handler chains uvicorn's (installed with signal.signal while it serves).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers live in the main thread (an app served from a test thread)
+    loop = asyncio.get_running_loop()
+    drain_s = max(0.5, settings.graceful_timeout_s - DRAIN_MARGIN_S)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if getattr(previous, "__name__", "") != "handle_exit" or not callable(previous):
+            continue  # not served by uvicorn (tests, embedding): nothing to chain
+
+        def handler(
+            signum: int, frame: FrameType | None, previous: Callable[..., Any] = previous
+        ) -> None:
+            previous(signum, frame)
+            if not service.draining:
+                service.draining = True
+                with contextlib.suppress(RuntimeError):  # the loop has already closed
+                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(service.stop(drain_s)))
+
+        signal.signal(sig, handler)
+
+
 def create_app(
     settings: Settings | None = None,
     inference: InferenceService | None = None,
@@ -51,6 +91,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start(metrics.MetricsObserver())
+        _drain_on_signal(service, settings)
         app.state.readiness_probes.update(service.probes())
         for model in service.models.values():
             metrics.MODEL_INFO.labels(model.name, model.manifest.version, model.task).set(1)

@@ -16,6 +16,7 @@ from nluserve.api.problems import ClientGone, ProblemError, from_service_error
 from nluserve.errors import NluserveError
 from nluserve.observability import metrics
 from nluserve.quota.base import QuotaUnavailable
+from nluserve.runtime.batcher import ShuttingDown
 from nluserve.runtime.model import Model
 from nluserve.services.inference import InferenceService, Prediction
 from nluserve.settings import Settings
@@ -226,7 +227,14 @@ async def _queue(
         return await service.predict(model, texts, labels, request_id)
     except asyncio.CancelledError:
         if not gone:
-            raise
+            if not service.draining:
+                raise
+            # The server's graceful timeout ran out while this call waited: say so, as
+            # problem+json, rather than the bare 500 the server would send for a cancel.
+            current.uncancel()
+            problem = from_service_error(ShuttingDown("the server is shutting down"))
+            metrics.REJECTED.labels(problem.slug).inc()
+            raise problem from None
         current.uncancel()
         metrics.REJECTED.labels("disconnected").inc()
         raise ClientGone from None

@@ -33,7 +33,9 @@ workers = _settings.workers
 worker_class = "nluserve.server.worker.RecyclingWorker"
 preload_app = _settings.preload_models()
 timeout = int(_settings.request_timeout_s * 2 + 10)
-graceful_timeout = int(_settings.graceful_timeout_s)
+# The worker's own uvicorn waits graceful_timeout_s for its calls and then answers what is left
+# with 503 (server/worker.py); the master kills it only after that has had time to go out.
+graceful_timeout = int(_settings.graceful_timeout_s) + 5
 keepalive = KEEPALIVE_S
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests // 10

@@ -34,6 +34,9 @@ class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **UvicornWorker.CONFIG_KWARGS,
         "http": http_protocol(Settings().client_timeout_s),
+        # uvicorn_worker leaves it unset (wait for ever), so gunicorn's SIGKILL at its own
+        # graceful timeout cut every waiting call off unanswered; this one ends first.
+        "timeout_graceful_shutdown": int(Settings().graceful_timeout_s),
     }
 
     def init_process(self) -> None:

@@ -38,6 +38,9 @@ class InferenceService:
         self.models = models
         self.settings = settings
         self.batchers: dict[str, Batcher] = {}
+        # Set once a shutdown has begun: a call cancelled by the server from then on was cut
+        # off by the shutdown (503 shutting-down), not by its client.
+        self.draining = False
 
     @classmethod
     def load(cls, settings: Settings) -> InferenceService:
@@ -101,8 +104,8 @@ class InferenceService:
 
     async def stop(self, timeout: float) -> None:
         """Finish queued work within ``timeout`` seconds, then release the threads."""
-        for batcher in self.batchers.values():
-            await batcher.close(timeout)
+        self.draining = True
+        await asyncio.gather(*(b.close(timeout) for b in self.batchers.values()))
 
     def get(
         self, name: str, task: str | None = None, visible: Callable[[Model], bool] | None = None

@@ -12,7 +12,13 @@ import time
 import pytest
 
 from nluserve import load_model
-from nluserve.runtime.batcher import Batcher, DeadlineExceeded, ShuttingDown, Slots
+from nluserve.runtime.batcher import (
+    Batcher,
+    BatchObserver,
+    DeadlineExceeded,
+    ShuttingDown,
+    Slots,
+)
 from nluserve.runtime.model import Model
 from tests.support.overlap import OverlapGraph
 
@@ -127,3 +133,27 @@ def test_a_shutdown_answers_what_it_leaves_queued(general: Model) -> None:
         assert time.monotonic() - began < 2  # not left to wait for their 30 s deadline
 
     asyncio.run(scenario())
+
+
+class _Depths(BatchObserver):
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def queue(self, model: str, depth: int) -> None:
+        self.seen.append(depth)
+
+
+def test_the_queue_depth_is_reported_whenever_it_changes(general: Model) -> None:
+    # Reported by the worker whose queue changed: set only when /metrics was scraped, a
+    # worker that no scrape reached kept its last busy value in the sum for good.
+    graph = OverlapGraph(general.backend, delay_s=0.05)
+    depths = _Depths()
+    batcher = Batcher(_slowed(general, graph), 1, 1, 4096, 100_000, observer=depths)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(_timed(batcher, SHORT) for _ in range(4)))
+        await batcher.close(5)
+
+    asyncio.run(scenario())
+    assert max(depths.seen) >= 2  # calls did wait
+    assert depths.seen[-1] == 0  # and the last word is an empty queue

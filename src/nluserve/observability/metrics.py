@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -73,9 +74,20 @@ QUOTA_STORE_ERRORS = Counter(
 class MetricsObserver(BatchObserver):
     """Feeds batch events from the batcher into the histograms above."""
 
+    def __init__(self) -> None:
+        self._depth: dict[str, Any] = {}
+
     def batch(self, model: str, size: int, seconds: float) -> None:
         INFERENCE.labels(model).observe(seconds)
         BATCH_SIZE.labels(model).observe(size)
+
+    def queue(self, model: str, depth: int) -> None:
+        # Set by the worker whose queue changed, whenever it changes: set at scrape time by
+        # whichever worker answered, the other workers' values went stale in the sum.
+        child = self._depth.get(model)
+        if child is None:
+            child = self._depth[model] = QUEUE_DEPTH.labels(model)
+        child.set(depth)
 
 
 def archive_dead_worker(pid: int, directory: Path) -> None:

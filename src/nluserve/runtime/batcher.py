@@ -168,6 +168,7 @@ class Batcher:
         )
         self._queue.append(item)
         self._queued_chars += chars
+        self._depth_changed()
         self._dispatch()
         # A timer and a plain await instead of wait_for(shield(...)): two fewer futures and
         # event-loop turns per call. A cancelled caller cancels the item's future, which every
@@ -190,10 +191,15 @@ class Batcher:
         with contextlib.suppress(ValueError):
             self._queue.remove(item)
             self._queued_chars -= item.chars
+            self._depth_changed()
         if not item.future.done():
             item.future.set_exception(
                 DeadlineExceeded("the call waited past its deadline and was not run")
             )
+
+    def _depth_changed(self) -> None:
+        if self.observer:
+            self.observer.queue(self.model.name, len(self._queue))
 
     def _retry_after(self) -> int:
         waves = self._queued_chars / max(1, self.batch_tokens * self.runners)
@@ -242,6 +248,13 @@ class Batcher:
 
     def _take(self) -> list[Pending]:
         """Oldest live calls first, up to the text count and the padded-token budget."""
+        depth = len(self._queue)
+        batch = self._fill()
+        if len(self._queue) != depth:
+            self._depth_changed()
+        return batch
+
+    def _fill(self) -> list[Pending]:
         batch: list[Pending] = []
         n_texts = n_windows = 0
         longest = 0
@@ -350,6 +363,7 @@ class Batcher:
                 item.future.set_exception(ShuttingDown("the server is shutting down"))
                 if item.cancelled:
                     item.future.exception()
+        self._depth_changed()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._helpers is not None:
             self._helpers.shutdown(wait=False, cancel_futures=True)
@@ -363,6 +377,9 @@ class BatchObserver:
 
     def batch(self, model: str, size: int, seconds: float) -> None:
         """A batch of ``size`` texts ran in ``seconds``."""
+
+    def queue(self, model: str, depth: int) -> None:
+        """``depth`` calls now wait for ``model``."""
 
 
 def keep_labels(results: list[Result], codes: set[str] | None) -> list[Result]:

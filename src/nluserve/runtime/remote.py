@@ -19,7 +19,9 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Client, Connection
 from typing import IO
 
@@ -172,6 +174,9 @@ class InferenceHost:
     def start(self, export_env: bool = True) -> InferenceHost:
         """Start the process and wait until every model is loaded; export env for workers."""
         self._spawn()
+        # A forked worker must not hold the process's stdin: it exits when that closes, and
+        # workers outliving a SIGKILLed master kept it open (and it running) for good.
+        os.register_at_fork(after_in_child=partial(_forget_in_child, weakref.ref(self)))
         if export_env:
             os.environ.update(self.env())
         self._watcher = threading.Thread(target=self._watch, daemon=True, name="inference-host")
@@ -192,6 +197,12 @@ class InferenceHost:
         if self._watcher is not None:
             self._watcher.join(timeout_s)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _forget(self) -> None:
+        """In a forked child: close this process's copies of the pipes; the parent keeps its."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _close_pipes(proc)
 
     def _spawn(self) -> None:
         config = {
@@ -243,6 +254,12 @@ class InferenceHost:
             except InferenceUnavailableError:
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+
+def _forget_in_child(host: weakref.ref[InferenceHost]) -> None:
+    found = host()
+    if found is not None:
+        found._forget()
 
 
 def _close_pipes(proc: subprocess.Popen[str]) -> None:

@@ -37,6 +37,9 @@ class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
         # uvicorn_worker leaves it unset (wait for ever), so gunicorn's SIGKILL at its own
         # graceful timeout cut every waiting call off unanswered; this one ends first.
         "timeout_graceful_shutdown": int(Settings().graceful_timeout_s),
+        # uvicorn calls callback_notify (below) this often: the heartbeat, and the check that
+        # the master still lives.
+        "timeout_notify": 1,
     }
 
     def init_process(self) -> None:
@@ -56,12 +59,24 @@ class RecyclingWorker(UvicornWorker):  # type: ignore[misc]
             return False
         return True
 
+    async def callback_notify(self) -> None:
+        # gunicorn's own workers stop when their master is gone; uvicorn_worker's do not, so
+        # a SIGKILLed master left them serving (and holding the port) for good.
+        if os.getppid() != self.ppid:
+            self.log.warning("the master process is gone: stopping worker %s", self.pid)
+            server = getattr(self, "_server", None)
+            if server is not None:
+                server.should_exit = True
+            return
+        self.notify()
+
     async def _serve(self) -> None:
         # UvicornWorker._serve (uvicorn-worker 0.4), keeping the Server so that the drain can
         # stop its accepting. Closing this worker's listening sockets leaves the master's and
         # the other workers' copies open.
         self.config.app = self.wsgi
         server = Server(config=self.config)
+        self._server = server
         self._install_sigquit_handler()
 
         def stop_accepting() -> None:

@@ -6,6 +6,7 @@ the server test runs ``nluserve serve`` with two gunicorn workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -328,3 +329,27 @@ def test_a_frozen_process_makes_readyz_say_so_and_nothing_else_hangs(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+def test_nothing_outlives_a_master_killed_with_sigkill(tiny_ner_dir: Path, tmp_path: Path) -> None:
+    # The workers kept serving (and holding the port) with pid 1 for a parent, and the
+    # inference process lived on through the stdin pipe they had inherited.
+    srv = start_server(
+        tmp_path,
+        ["--workers", "2", "--models", str(tiny_ner_dir)],
+        {"NLUSERVE_INFERENCE_PROCESS": "on"},
+    )
+    proc = srv.proc
+    try:
+        wait_ready(srv)
+        group = _group(proc.pid)
+        assert len(group) >= 4  # master, two workers, the inference process
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and any(_alive(p) for p in group):
+            time.sleep(0.2)
+        assert not [cmd for p, cmd in group.items() if _alive(p)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +51,12 @@ class _Piece:
 
 @dataclass(frozen=True)
 class _Output:
-    """The graph output for one window and the encoder arrays it was computed from."""
+    """What one window's run left: its class logits, or its entity spans, decoded as the run
+    ends. A span model's output is labels x length x length floats a window; kept until a
+    call's last run, a 100,000-character call held over a gigabyte, and the worker kept it."""
 
-    logits: np.ndarray
-    inputs: Mapping[str, np.ndarray]
+    logits: np.ndarray | None
+    spans: list[Span] | None
 
 
 class Model:
@@ -190,7 +192,7 @@ class Model:
             # after the other they would keep one core busy and the rest idle.
             all_feeds = [self.encoder(self._chunk(texts, pieces, b)) for b in batches]
             for b, feeds, out in zip(batches, all_feeds, run_many(all_feeds), strict=True):
-                self._keep(b, feeds, out, results)
+                self._keep(b, feeds, out, results, pieces)
         elif pool is not None and ways > 1:
             self._side_by_side(
                 texts, pieces, _spread(batches, ways), results, pool, ways, yield_to, released
@@ -198,7 +200,7 @@ class Model:
         else:
             for b in batches:
                 feeds = self.encoder(self._chunk(texts, pieces, b))
-                self._keep(b, feeds, self.backend.run(feeds), results)
+                self._keep(b, feeds, self.backend.run(feeds), results, pieces)
         return [r for r in results if r is not None]
 
     def _side_by_side(
@@ -225,7 +227,7 @@ class Model:
                     if batch is None:
                         return
                     feeds = self.encoder(self._chunk(texts, pieces, batch))
-                    self._keep(batch, feeds, self.backend.run(feeds), results)
+                    self._keep(batch, feeds, self.backend.run(feeds), results, pieces)
             finally:
                 if lent and released is not None:
                     released()
@@ -247,15 +249,21 @@ class Model:
             for k in batch
         ]
 
-    @staticmethod
     def _keep(
+        self,
         batch: list[int],
         feeds: dict[str, np.ndarray],
         out: np.ndarray,
         results: list[_Output | None],
+        pieces: list[_Piece],
     ) -> None:
         for row, k in enumerate(batch):
-            results[k] = _Output(out[row], {name: array[row] for name, array in feeds.items()})
+            if self.decoder is None:
+                results[k] = _Output(out[row].copy(), None)  # a row, not the batch's array
+                continue
+            w = pieces[k].window
+            inputs = {name: array[row] for name, array in feeds.items()}
+            results[k] = _Output(None, self.decoder(out[row], inputs, w.end - w.start))
 
     def _merge_entities(
         self,
@@ -269,7 +277,7 @@ class Model:
         for piece, output in zip(pieces, outputs, strict=True):
             w = piece.window
             total = len(texts[piece.text_index])
-            for span in self.decoder(output.logits, output.inputs, w.end - w.start):
+            for span in output.spans or ():
                 if windows.touches_interior_edge(span.start, span.end, w, total):
                     continue
                 key = (w.start + span.start, w.start + span.end, span.label)
@@ -301,6 +309,7 @@ class Model:
         temperature = self.manifest.temperature
         for piece, output in zip(pieces, outputs, strict=True):
             weight = max(1, piece.window.end - piece.window.start)
+            assert output.logits is not None  # a classification model has no decoder
             logits = output.logits.astype(np.float64) / temperature
             sums[piece.text_index] += weight * softmax(logits)
             weights[piece.text_index] += weight

@@ -85,8 +85,9 @@ class RemoteBackend:
             raise RemoteModelError(f"the inference process left out batch {exc}") from exc
 
     def ping(self, timeout_s: float = 2.0) -> None:
-        """Raises unless the process answers within ``timeout_s`` and serves this model."""
-        header, _ = self._call(pack({"op": "ping"}), timeout_s)
+        """Raises unless the process answers within ``timeout_s`` (or the backend's own
+        timeout, if shorter) and serves this model."""
+        header, _ = self._call(pack({"op": "ping"}), min(timeout_s, self.timeout_s))
         served = header.get("models")
         if not isinstance(served, list) or self.model not in served:
             raise InferenceUnavailableError(f"the inference process does not serve {self.model}")

@@ -157,3 +157,24 @@ def test_the_queue_depth_is_reported_whenever_it_changes(general: Model) -> None
     asyncio.run(scenario())
     assert max(depths.seen) >= 2  # calls did wait
     assert depths.seen[-1] == 0  # and the last word is an empty queue
+
+
+def test_a_call_whose_client_left_leaves_the_queue_counts_at_once(general: Model) -> None:
+    graph = OverlapGraph(general.backend, delay_s=0.3)
+    batcher = Batcher(_slowed(general, graph), 1, 1, 4096, 1_000)
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(_timed(batcher, SHORT))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(_timed(batcher, SHORT)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 3
+        for task in waiting:
+            task.cancel()
+        await asyncio.sleep(0)
+        assert batcher.depth == 0 and batcher._queued_chars == 0  # before the runner frees
+        await running
+        await batcher.close(5)
+
+    asyncio.run(scenario())
+    assert graph.runs == 1

@@ -4,6 +4,7 @@ body's guard, keep-alive request limit."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -390,5 +391,12 @@ def _route(scope: Scope) -> str:
 
 
 def _client(scope: Scope) -> str | None:
+    """The client's address; "unknown" for anything else a trusted proxy's X-Forwarded-For
+    said (uvicorn takes its last entry as it is, and the access log must not echo it)."""
     client = scope.get("client")
-    return str(client[0]) if client else None
+    if not client:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(client[0])))
+    except ValueError:
+        return "unknown"

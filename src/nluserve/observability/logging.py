@@ -7,6 +7,7 @@ is on the hot path: orjson, and the timestamp's seconds part is formatted once p
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -62,8 +63,17 @@ class TextFormatter(logging.Formatter):
         if rid:
             fields = {"request_id": rid, **fields}
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items())
         return line
+
+
+def _plain(value: object) -> str:
+    """A value as is when it is one plain word, else quoted: a value with spaces or "=" (a
+    header a client chose) must not read as more fields."""
+    text = str(value)
+    if text and all(c.isprintable() and not c.isspace() and c not in '"=' for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
 
 
 def formatter(as_json: bool) -> logging.Formatter:

@@ -178,6 +178,7 @@ class Batcher:
             return await item.future
         except asyncio.CancelledError:
             item.cancelled = True  # the client went away: drop the work before inference
+            self._unqueue(item)
             raise
         finally:
             timer.cancel()
@@ -186,16 +187,21 @@ class Batcher:
         if item.started:
             return  # it runs now: its answer comes when the run ends, and it is no 504
         item.cancelled = True
-        # Out of the queue's counts at once, not when a runner next looks: a full queue of
-        # expired calls would refuse new ones with 503.
-        with contextlib.suppress(ValueError):
-            self._queue.remove(item)
-            self._queued_chars -= item.chars
-            self._depth_changed()
+        self._unqueue(item)
         if not item.future.done():
             item.future.set_exception(
                 DeadlineExceeded("the call waited past its deadline and was not run")
             )
+
+    def _unqueue(self, item: Pending) -> None:
+        """Out of the queue's counts at once, not when a runner next looks: a queue full of
+        calls nobody waits for would refuse new ones with 503."""
+        if item.started:
+            return
+        with contextlib.suppress(ValueError):
+            self._queue.remove(item)
+            self._queued_chars -= item.chars
+            self._depth_changed()
 
     def _depth_changed(self) -> None:
         if self.observer:

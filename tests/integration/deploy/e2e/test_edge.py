@@ -53,6 +53,22 @@ def test_https_answers_carry_the_security_headers_even_on_errors(stack: Stack) -
         assert "nginx/" not in r.headers.get("server", "")
 
 
+def test_what_nginx_refuses_itself_is_problem_json(stack: Stack) -> None:
+    with stack.client() as client:
+        r = client.post(
+            "/v1/ner",
+            content=b'{"text": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+            headers={"Content-Type": "application/json", "X-Request-ID": "edge-413"},
+        )
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == 413 and body["type"].endswith("/payload-too-large")
+    assert body["request_id"] == "edge-413"
+    for name, value in SECURITY_HEADERS.items():
+        assert r.headers.get(name) == value, name
+
+
 def test_the_web_console_gets_its_own_csp_and_no_second_one(stack: Stack) -> None:
     # A browser enforces every policy it is sent: nginx's default-src 'none' next to the
     # console's would block its scripts, styles and calls.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nluserve.tenancy.limits import MAX_BURST, MAX_QUOTA, MAX_RATE, MIN_RATE
 
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     )
     port: int = Field(8000, ge=0, le=65535, description="bind port")
     workers: int = Field(1, ge=1, description="HTTP worker processes (gunicorn when > 1)")
-    models: list[str] = Field(
+    models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["general", "medical", "sentiment"],
         description="model names or directories to serve",
     )
@@ -159,7 +160,7 @@ class Settings(BaseSettings):
         description="serve the interactive API docs and schema (/docs, /redoc, /openapi.json); "
         "false for a deployment that publishes its docs elsewhere",
     )
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="peers whose X-Forwarded-* headers are believed",
     )
@@ -189,6 +190,20 @@ class Settings(BaseSettings):
         10.0, ge=MIN_RATE, le=MAX_RATE, description="sustained calls/s for new tenants"
     )
     default_burst: int = Field(20, gt=0, le=MAX_BURST, description="burst size for new tenants")
+
+    @field_validator("models", "trusted_proxies", mode="before")
+    @classmethod
+    def _list(cls, value: object) -> object:
+        # From the environment: a JSON list, or the comma list that `serve --models` takes.
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list ({exc.msg})") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @field_validator("log_level", mode="before")
     @classmethod

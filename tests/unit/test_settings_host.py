@@ -106,3 +106,16 @@ def test_serving_without_auth_beyond_loopback_is_noticed(
     host: str, auth: bool, open_: bool
 ) -> None:
     assert Settings(host=host, auth=auth).open_without_auth() is open_
+
+
+def test_list_settings_take_json_or_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nluserve.settings import Settings
+
+    monkeypatch.setenv("NLUSERVE_MODELS", "general, medical")
+    monkeypatch.setenv("NLUSERVE_TRUSTED_PROXIES", '["10.0.0.5", "10.0.0.6"]')
+    s = Settings()
+    assert s.models == ["general", "medical"]
+    assert s.trusted_proxies == ["10.0.0.5", "10.0.0.6"]
+    monkeypatch.setenv("NLUSERVE_MODELS", "[general")
+    with pytest.raises(ValueError, match="not a JSON list"):
+        Settings()

@@ -248,3 +248,23 @@ def test_backup_keep_makes_the_directory_it_rotates(migrated: Path, tmp_path: Pa
     afile = tmp_path / "afile"
     afile.write_text("x")
     one_line_error(run(migrated, "deploy", "backup", "--out", str(afile), "--keep", "2"), "a file")
+
+
+def test_usage_names_tenants_by_name(migrated: Path) -> None:
+    from datetime import UTC, datetime
+
+    from nluserve.settings import Settings
+    from nluserve.tenancy.service import TenancyService
+    from nluserve.tenancy.values import AuditRecord
+    from tests.support.audit_rows import audit_row
+
+    tenant = json.loads(run(migrated, "tenant", "create", "acme-corp", "--json").stdout)["tenant"]
+    service = TenancyService.from_settings(Settings(data_dir=migrated, models=[]))
+    try:
+        row = audit_row("r1", tenant_id=tenant["id"], ts=datetime.now(UTC))
+        service.repo.insert_audit([AuditRecord(**row)])
+    finally:
+        service.repo.close()
+    proc = run(migrated, "usage", COLUMNS="200")
+    assert proc.returncode == 0, proc.stderr
+    assert "acme-corp" in proc.stdout and tenant["id"][:8] not in proc.stdout

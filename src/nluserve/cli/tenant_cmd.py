@@ -261,13 +261,14 @@ def usage(
     as_json: JsonOpt = False,
 ) -> None:
     """Calls, texts and characters by day and model."""
-    rows = _guard(lambda: _service().usage(tenant, days))
+    service = _service()
+    rows = _guard(lambda: service.usage(tenant, days))
     if as_json:
         print_json([asdict(r) for r in rows])
         return
+    names = {t.id: t.name for t in _guard(service.repo.tenants)}
     table = Table("day", "tenant", "model", "calls", "texts", "chars", "errors")
     for r in rows:
-        table.add_row(
-            r.day, r.tenant_id[:8], r.model, str(r.calls), str(r.texts), str(r.chars), str(r.errors)
-        )
+        who = names.get(r.tenant_id, r.tenant_id[:8])  # a deleted tenant: its id
+        table.add_row(r.day, who, r.model, str(r.calls), str(r.texts), str(r.chars), str(r.errors))
     console.print(table)

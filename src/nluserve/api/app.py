@@ -45,13 +45,25 @@ Every error is `application/problem+json` (RFC 9457). Offsets are Python string 
 DRAIN_MARGIN_S = 1.0
 
 
+_CUT_OFFS: set[asyncio.Task[None]] = set()  # referenced until done (the loop holds weak refs)
+
+
+def _cut_off(service: InferenceService) -> None:
+    """The graceful timeout is nearly over: answer what is still queued with 503 now."""
+    task = asyncio.ensure_future(service.stop(0))
+    _CUT_OFFS.add(task)
+    task.add_done_callback(_CUT_OFFS.discard)
+
+
 def _drain_on_signal(service: InferenceService, settings: Settings) -> None:
-    """Begin the drain when the server is told to stop, not after it has waited for the calls.
+    """Time the drain from the moment the server is told to stop.
 
     uvicorn handles SIGTERM/SIGINT by waiting up to the graceful timeout for the calls in
     flight and only then runs the lifespan's shutdown; calls queued behind a long backlog were
     cut off with a plain 500 (or a dropped connection under gunicorn) before any batcher could
-    answer them. This handler chains uvicorn's (installed with signal.signal while it serves).
+    answer them. Calls keep being served meanwhile (a proxy's kept-alive connections still
+    bring some); a second before the timeout ends, the batchers answer what is queued with
+    503. This handler chains uvicorn's (installed with signal.signal while it serves).
     """
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers live in the main thread (an app served from a test thread)
@@ -69,7 +81,7 @@ def _drain_on_signal(service: InferenceService, settings: Settings) -> None:
             if not service.draining:
                 service.draining = True
                 with contextlib.suppress(RuntimeError):  # the loop has already closed
-                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(service.stop(drain_s)))
+                    loop.call_soon_threadsafe(loop.call_later, drain_s, _cut_off, service)
 
         signal.signal(sig, handler)
 

@@ -31,11 +31,6 @@ from tests.integration.tenancy.harness import (
 PREDICT = "/v1/models/general/predict"
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Stack:
-    return build_stack(tenancy_settings(tmp_path / "data"))
-
-
 def _flip(key: str, index: int) -> str:
     """The key with one character replaced by another of the same alphabet."""
     old = key[index]

@@ -4,24 +4,14 @@ would otherwise lock every administrator out until an operator ran the CLI on th
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-
-import pytest
 
 from tests.integration.tenancy.harness import (
     TEXT,
     Stack,
     assert_problem,
     bearer,
-    build_stack,
     running,
-    tenancy_settings,
 )
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Stack:
-    return build_stack(tenancy_settings(tmp_path / "data"))
 
 
 def test_the_last_active_admin_tenant_cannot_be_disabled(stack: Stack) -> None:

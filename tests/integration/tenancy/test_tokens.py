@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,23 +31,16 @@ from tests.integration.tenancy.harness import (
     assert_problem,
     b64url,
     bearer,
-    build_stack,
     jwt_parts,
     running,
     sign_eddsa,
     sign_hs256,
-    tenancy_settings,
     unsigned,
     valid_claims,
 )
 
 PREDICT = "/v1/models/general/predict"
 TOKEN = "/v1/auth/token"
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Stack:
-    return build_stack(tenancy_settings(tmp_path / "data"))
 
 
 @dataclass

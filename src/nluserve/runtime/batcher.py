@@ -10,8 +10,8 @@
   model whose oldest queued call is oldest.
 - The queue is bounded (in characters); beyond it ``Overloaded`` (503). A call whose deadline
   passes while queued is answered ``DeadlineExceeded`` (504) and never run (one that started
-  runs to its end and is answered: it was run); a cancelled call
-  (client gone) is dropped before inference.
+  runs to its end and is answered: it was run); a cancelled call (client gone) is dropped
+  before inference.
 - ``runners`` threads run batches concurrently on the one shared session: on a CPU, keeping
   every core busy with little padding beats large batches.
 - A lone batch of several texts that starts while other runners idle borrows them: its runs
@@ -19,8 +19,9 @@
   after the other on one core. Only when its expected time, from recent batches, is at least
   ``SPREAD_MIN_S``; the borrowed runners take no other work meanwhile, so the session never
   runs more graphs at once than ``runners``. A borrowed runner goes back as soon as a call
-  is queued (after its current run), so a long call never holds the cores against later ones. With the inference process the model's backend
-  does this itself (runtime/runqueue.py), and the batcher borrows nothing.
+  is queued (after its current run), so a long call never holds the cores against later
+  ones. With the inference process the model's backend does this itself
+  (runtime/runqueue.py), and the batcher borrows nothing.
 """
 
 from __future__ import annotations

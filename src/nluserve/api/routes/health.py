@@ -49,7 +49,7 @@ async def readyz(request: Request, service: InferenceDep) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics (all workers)", include_in_schema=False)
-async def prometheus(service: InferenceDep) -> Response:
+async def prometheus() -> Response:
     # Off the event loop: multi-process mode reads every worker's files from disk.
     body, content_type = await asyncio.to_thread(metrics.render)
     return Response(body, media_type=content_type)
